@@ -1,0 +1,150 @@
+//! API keys and the tenants they stand for.
+//!
+//! The store keeps only SHA-256 digests of keys, so a heap dump or a debug
+//! print never shows a usable key, and lookups compare digests (a timing
+//! side channel on a digest lookup reveals nothing about the key itself).
+//! Both the HTTP API and the intake gate authenticate through it.
+
+use std::collections::HashMap;
+
+use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
+
+use crate::config::AuthSettings;
+use crate::model::TenantId;
+
+#[derive(Clone, Default)]
+pub struct KeyStore {
+    by_digest: HashMap<[u8; 32], TenantId>,
+}
+
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyStore({} keys)", self.by_digest.len())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyConfigError {
+    #[error("auth.keys entry {0} is not of the form tenant=key")]
+    Malformed(usize),
+    #[error("auth.keys entry {index}: {reason}")]
+    BadTenant { index: usize, reason: String },
+    #[error("auth.keys entry {0}: keys must be at least 16 characters")]
+    TooShort(usize),
+    #[error("the same key is configured for two tenants")]
+    Duplicate,
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+impl KeyStore {
+    pub fn from_settings(s: &AuthSettings) -> Result<Self, KeyConfigError> {
+        let mut store = Self::default();
+        let keys = s.keys.expose_secret();
+        for (index, entry) in keys.split(',').map(str::trim).enumerate() {
+            if entry.is_empty() {
+                continue;
+            }
+            let (tenant, key) = entry
+                .split_once('=')
+                .ok_or(KeyConfigError::Malformed(index))?;
+            let tenant = TenantId::parse(tenant.trim())
+                .map_err(|reason| KeyConfigError::BadTenant { index, reason })?;
+            let key = key.trim();
+            if key.len() < 16 {
+                return Err(KeyConfigError::TooShort(index));
+            }
+            store.insert(key, tenant)?;
+        }
+        let dev = s.dev_api_key.expose_secret();
+        if !dev.is_empty() {
+            let tenant =
+                TenantId::parse(&s.dev_tenant).map_err(|reason| KeyConfigError::BadTenant {
+                    index: usize::MAX,
+                    reason,
+                })?;
+            store.insert(dev, tenant)?;
+        }
+        Ok(store)
+    }
+
+    fn insert(&mut self, key: &str, tenant: TenantId) -> Result<(), KeyConfigError> {
+        match self.by_digest.insert(digest(key), tenant.clone()) {
+            Some(prev) if prev != tenant => Err(KeyConfigError::Duplicate),
+            _ => Ok(()),
+        }
+    }
+
+    /// The tenant a presented key belongs to, if any.
+    pub fn tenant_for(&self, presented: &str) -> Option<&TenantId> {
+        self.by_digest.get(&digest(presented))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn settings(keys: &str, dev: &str) -> AuthSettings {
+        AuthSettings {
+            keys: SecretString::from(keys),
+            dev_api_key: SecretString::from(dev),
+            dev_tenant: "dev".into(),
+        }
+    }
+
+    #[test]
+    fn resolves_keys_to_tenants() {
+        let s = KeyStore::from_settings(&settings(
+            "acme=acme-key-0123456789, globex=globex-key-0123456789",
+            "achilles-dev-key",
+        ))
+        .unwrap();
+        assert_eq!(
+            s.tenant_for("acme-key-0123456789").unwrap().as_str(),
+            "acme"
+        );
+        assert_eq!(
+            s.tenant_for("globex-key-0123456789").unwrap().as_str(),
+            "globex"
+        );
+        assert_eq!(s.tenant_for("achilles-dev-key").unwrap().as_str(), "dev");
+        assert!(s.tenant_for("nope").is_none());
+        assert!(!format!("{s:?}").contains("acme-key"));
+    }
+
+    #[test]
+    fn empty_dev_key_disables_it() {
+        let s = KeyStore::from_settings(&settings("", "")).unwrap();
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn bad_entries_are_named() {
+        assert_eq!(
+            KeyStore::from_settings(&settings("acme", "")).unwrap_err(),
+            KeyConfigError::Malformed(0)
+        );
+        assert_eq!(
+            KeyStore::from_settings(&settings("acme=short", "")).unwrap_err(),
+            KeyConfigError::TooShort(0)
+        );
+        assert_eq!(
+            KeyStore::from_settings(&settings("a=same-key-0123456789,b=same-key-0123456789", ""))
+                .unwrap_err(),
+            KeyConfigError::Duplicate
+        );
+    }
+}

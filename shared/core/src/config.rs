@@ -1,0 +1,286 @@
+//! Layered configuration.
+//!
+//! Precedence, lowest to highest (later layers win, key by key):
+//! 1. built-in defaults (the `Default` impls below; safe for local use);
+//! 2. a TOML file: `$ACHILLES_CONFIG` if set, else `achilles.toml` in the
+//!    working directory if it exists;
+//! 3. environment variables `ACHILLES_<SECTION>__<KEY>` (double underscore
+//!    between section and key), e.g. `ACHILLES_KAFKA__BROKERS`;
+//! 4. the conventional shortcuts `DATABASE_URL`, `ACHILLES_DEV_API_KEY` and
+//!    `ACHILLES_LOG_FORMAT`, which win over everything else.
+//!
+//! Secrets (`database.url`, API keys) are `SecretString`s: their `Debug`
+//! output is redacted, so logging the whole config is safe.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use crate::model::Limits;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub kafka: KafkaSettings,
+    pub api: ApiSettings,
+    pub auth: AuthSettings,
+    pub sink: SinkSettings,
+    pub validation: Limits,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/achilles"),
+            max_connections: 10,
+            acquire_timeout_ms: 3_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Comma-separated bootstrap servers.
+    pub brokers: String,
+    /// Prepended to every topic name (see `topics::Topics`).
+    pub topic_prefix: String,
+    /// Partitions for topics the services create; consumers of one group
+    /// can never usefully outnumber it.
+    pub partitions: i32,
+    pub replication_factor: i32,
+    /// Create missing topics at start-up. Off where topics are managed
+    /// elsewhere (e.g. by an operator or Terraform).
+    pub create_topics: bool,
+    /// How long a produce may wait for the broker before the API answers
+    /// 503. Bounds the request latency when the broker is down.
+    pub message_timeout_ms: u64,
+    /// librdkafka's local queue; when full the API answers 503 at once.
+    pub queue_max_messages: u64,
+    pub linger_ms: u64,
+    pub session_timeout_ms: u64,
+    /// Passed verbatim to librdkafka (e.g. `security.protocol`,
+    /// `sasl.mechanisms`), so TLS/SASL need no code change.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: String::new(),
+            partitions: 8,
+            replication_factor: 1,
+            create_topics: true,
+            message_timeout_ms: 5_000,
+            queue_max_messages: 200_000,
+            linger_ms: 5,
+            session_timeout_ms: 6_000,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiSettings {
+    pub listen: String,
+    /// Larger bodies get 413 before they are parsed.
+    pub max_body_bytes: usize,
+    /// Larger batches get 413.
+    pub max_batch_events: usize,
+    pub request_timeout_ms: u64,
+    /// Sent in `Retry-After` with every 503.
+    pub retry_after_secs: u64,
+    pub page_size_default: i64,
+    pub page_size_max: i64,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+            max_batch_events: 1_000,
+            request_timeout_ms: 15_000,
+            retry_after_secs: 2,
+            page_size_default: 100,
+            page_size_max: 1_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `tenant=key` pairs separated by commas.
+    pub keys: SecretString,
+    /// A key for the `dev_tenant`, for local use. Empty disables it; the
+    /// Helm chart and compose file set it explicitly.
+    pub dev_api_key: SecretString,
+    pub dev_tenant: String,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            keys: SecretString::from(""),
+            dev_api_key: SecretString::from(DEV_API_KEY),
+            dev_tenant: "dev".into(),
+        }
+    }
+}
+
+/// The documented default development key.
+pub const DEV_API_KEY: &str = "achilles-dev-key";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkSettings {
+    pub group_id: String,
+    pub gate_group_id: String,
+    /// Flush a batch at this many records ...
+    pub batch_max_records: usize,
+    /// ... or when the oldest record waited this long.
+    pub batch_linger_ms: u64,
+    /// Serves `/metrics` and `/healthz` for the consumer process.
+    pub metrics_listen: String,
+    /// How long a graceful shutdown may take to flush before giving up.
+    pub shutdown_deadline_ms: u64,
+    /// Back-off after a retryable failure (database or broker down).
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for SinkSettings {
+    fn default() -> Self {
+        Self {
+            group_id: "achilles-raw-sink".into(),
+            gate_group_id: "achilles-intake-gate".into(),
+            batch_max_records: 2_000,
+            batch_linger_ms: 20,
+            metrics_listen: "127.0.0.1:9101".into(),
+            shutdown_deadline_ms: 10_000,
+            retry_backoff_ms: 500,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `json` (default) or `pretty`.
+    pub format: String,
+    /// An `EnvFilter` directive; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "json".into(),
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Loads all layers as documented at the top of this module.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var_os("ACHILLES_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from("achilles.toml")).filter(|p| p.exists()));
+        Self::figment(file)
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))
+    }
+
+    pub fn figment(file: Option<PathBuf>) -> Figment {
+        let mut f = Figment::new();
+        if let Some(path) = file {
+            f = f.merge(Toml::file_exact(path));
+        }
+        f.merge(Env::prefixed("ACHILLES_").split("__").filter(|k| {
+            // Single-underscore variables belong to layer 4 or to the CLI.
+            k.as_str().contains("__") || !k.as_str().contains('_')
+        }))
+        .merge(
+            Env::raw()
+                .only(&[
+                    "DATABASE_URL",
+                    "ACHILLES_DEV_API_KEY",
+                    "ACHILLES_LOG_FORMAT",
+                ])
+                .map(|k| match k.as_str() {
+                    "DATABASE_URL" | "database_url" => "database.url".into(),
+                    "ACHILLES_DEV_API_KEY" | "achilles_dev_api_key" => "auth.dev_api_key".into(),
+                    _ => "log.format".into(),
+                }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn precedence_defaults_file_env_shortcuts() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "a.toml",
+                "[kafka]\nbrokers = \"file:9092\"\npartitions = 3\n[api]\nlisten = \"0.0.0.0:1\"\n",
+            )?;
+            jail.set_env("ACHILLES_KAFKA__BROKERS", "env:9092");
+            jail.set_env("ACHILLES_API_URL", "http://ignored");
+            jail.set_env("DATABASE_URL", "postgres://x@y/z");
+            jail.set_env("ACHILLES_DEV_API_KEY", "sekrit");
+            let s: Settings = Settings::figment(Some("a.toml".into())).extract()?;
+            assert_eq!(s.kafka.brokers, "env:9092", "env beats file");
+            assert_eq!(s.kafka.partitions, 3, "file beats default");
+            assert_eq!(s.api.listen, "0.0.0.0:1");
+            assert_eq!(s.api.max_batch_events, 1_000, "default kept");
+            assert_eq!(s.database.url.expose_secret(), "postgres://x@y/z");
+            assert_eq!(s.auth.dev_api_key.expose_secret(), "sekrit");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_output() {
+        let s = Settings::default();
+        let text = format!("{s:?}");
+        assert!(!text.contains(DEV_API_KEY), "{text}");
+        assert!(!text.contains("postgres://"), "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_in_a_section_are_errors() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("b.toml", "[kafka]\nbrokerz = \"x\"\n")?;
+            let err = Settings::figment(Some("b.toml".into()))
+                .extract::<Settings>()
+                .unwrap_err();
+            assert!(err.to_string().contains("brokerz"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,222 @@
+//! Every Prometheus metric of every service, defined in one place.
+//!
+//! Labels are low-cardinality by construction: routes are axum route
+//! *templates*, reasons are the closed sets of validation and decode codes,
+//! partitions are bounded by the topic's partition count. Never label with
+//! a tenant, session or event id.
+//!
+//! Metrics live in one process-wide [`REGISTRY`]; each binary registers all
+//! of them (unused ones simply stay at zero), so dashboards never see a
+//! series appear out of nowhere.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
+    let r = Registry::new();
+    register_all(&r);
+    r
+});
+
+/// Latency buckets from 0.5 ms to 10 s: ingest acks sit at the low end,
+/// freshness and slow queries at the high end.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const SIZE_BUCKETS: &[f64] = &[
+    1.0, 5.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+];
+const BYTES_BUCKETS: &[f64] = &[
+    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+];
+
+macro_rules! counter_vec {
+    ($name:ident, $metric:literal, $help:literal, [$($l:literal),*]) => {
+        pub static $name: LazyLock<IntCounterVec> = LazyLock::new(|| {
+            // Names and labels are literals checked by the registry test.
+            IntCounterVec::new(Opts::new($metric, $help), &[$($l),*]).expect("valid metric")
+        });
+    };
+}
+macro_rules! histogram_vec {
+    ($name:ident, $metric:literal, $help:literal, $buckets:expr, [$($l:literal),*]) => {
+        pub static $name: LazyLock<HistogramVec> = LazyLock::new(|| {
+            HistogramVec::new(
+                HistogramOpts::new($metric, $help).buckets($buckets.to_vec()),
+                &[$($l),*],
+            )
+            .expect("valid metric")
+        });
+    };
+}
+
+// --- HTTP API --------------------------------------------------------------
+counter_vec!(
+    HTTP_REQUESTS,
+    "achilles_http_requests_total",
+    "HTTP requests by route template, method and status code.",
+    ["route", "method", "status"]
+);
+histogram_vec!(
+    HTTP_DURATION,
+    "achilles_http_request_duration_seconds",
+    "HTTP request latency by route template.",
+    LATENCY_BUCKETS,
+    ["route", "method"]
+);
+histogram_vec!(
+    HTTP_BODY_BYTES,
+    "achilles_http_request_body_bytes",
+    "Size of ingest request bodies.",
+    BYTES_BUCKETS,
+    ["route"]
+);
+counter_vec!(
+    INGEST_EVENTS,
+    "achilles_ingest_events_total",
+    "Submitted events by outcome: accepted, duplicate or rejected.",
+    ["outcome"]
+);
+counter_vec!(
+    INGEST_REJECTIONS,
+    "achilles_ingest_rejections_total",
+    "Rejected submissions by validation code.",
+    ["reason"]
+);
+counter_vec!(
+    BACKPRESSURE,
+    "achilles_ingest_backpressure_total",
+    "Requests answered 503 because Kafka could not take them, by cause.",
+    ["cause"]
+);
+histogram_vec!(
+    PRODUCE_LATENCY,
+    "achilles_kafka_produce_ack_seconds",
+    "Time from handing a record to the producer until the broker acknowledged it.",
+    LATENCY_BUCKETS,
+    ["topic"]
+);
+pub static PRODUCER_QUEUE: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new(
+        "achilles_kafka_producer_queue_messages",
+        "Records waiting in the local producer queue.",
+    )
+    .expect("valid metric")
+});
+
+// --- Consumers ---------------------------------------------------------------
+counter_vec!(
+    CONSUMED,
+    "achilles_consumer_records_total",
+    "Records consumed, by consumer and logical topic.",
+    ["consumer", "topic"]
+);
+histogram_vec!(
+    BATCH_SIZE,
+    "achilles_consumer_batch_records",
+    "Records per processed batch.",
+    SIZE_BUCKETS,
+    ["consumer"]
+);
+pub static CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    IntGaugeVec::new(
+        Opts::new(
+            "achilles_consumer_lag_records",
+            "High watermark minus committed position, per partition.",
+        ),
+        &["consumer", "topic", "partition"],
+    )
+    .expect("valid metric")
+});
+histogram_vec!(
+    DB_WRITE,
+    "achilles_db_write_seconds",
+    "Duration of one Postgres write transaction.",
+    LATENCY_BUCKETS,
+    ["consumer"]
+);
+counter_vec!(
+    DEAD_LETTERED,
+    "achilles_deadletter_records_total",
+    "Records sent to the dead-letter topic, by consumer and reason code.",
+    ["consumer", "reason"]
+);
+counter_vec!(
+    REBALANCES,
+    "achilles_consumer_rebalances_total",
+    "Partition assignments and revocations.",
+    ["consumer", "kind"]
+);
+counter_vec!(
+    RETRIES,
+    "achilles_consumer_retries_total",
+    "Retryable failures (the batch is retried, never skipped), by cause.",
+    ["consumer", "cause"]
+);
+histogram_vec!(
+    FRESHNESS,
+    "achilles_freshness_seconds",
+    "Delay from ingest (API acceptance) until the row derived from it committed.",
+    LATENCY_BUCKETS,
+    ["stage"]
+);
+counter_vec!(
+    LANDED,
+    "achilles_landed_rows_total",
+    "Rows written by the raw sink: inserted, or skipped as duplicates.",
+    ["table", "outcome"]
+);
+
+fn register_all(r: &Registry) {
+    let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+        Box::new(HTTP_REQUESTS.clone()),
+        Box::new(HTTP_DURATION.clone()),
+        Box::new(HTTP_BODY_BYTES.clone()),
+        Box::new(INGEST_EVENTS.clone()),
+        Box::new(INGEST_REJECTIONS.clone()),
+        Box::new(BACKPRESSURE.clone()),
+        Box::new(PRODUCE_LATENCY.clone()),
+        Box::new(PRODUCER_QUEUE.clone()),
+        Box::new(CONSUMED.clone()),
+        Box::new(BATCH_SIZE.clone()),
+        Box::new(CONSUMER_LAG.clone()),
+        Box::new(DB_WRITE.clone()),
+        Box::new(DEAD_LETTERED.clone()),
+        Box::new(REBALANCES.clone()),
+        Box::new(RETRIES.clone()),
+        Box::new(FRESHNESS.clone()),
+        Box::new(LANDED.clone()),
+    ];
+    for c in collectors {
+        // Each metric is registered exactly once, here; a duplicate name is
+        // a programming error caught by the test below.
+        r.register(c).expect("metric names are unique");
+    }
+}
+
+/// The Prometheus text exposition of every metric.
+pub fn render() -> String {
+    let mut buf = Vec::new();
+    // Encoding into a Vec cannot fail for the text format.
+    let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_metrics_register_and_render() {
+        INGEST_EVENTS.with_label_values(&["accepted"]).inc();
+        let text = render();
+        assert!(text.contains("achilles_ingest_events_total{outcome=\"accepted\"}"));
+        for name in REGISTRY.gather().iter().map(|m| m.name().to_owned()) {
+            assert!(name.starts_with("achilles_"), "{name}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Tests for submission validation: every rule has a case that trips it.
+
+use super::*;
+use chrono::TimeZone;
+use serde_json::json;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap()
+}
+
+fn tenant() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+const SID: &str = "0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e5f";
+
+fn check(v: Value) -> Result<Event, ValidationErrors> {
+    let t = tenant();
+    let limits = Limits::default();
+    let ctx = Context {
+        tenant: &t,
+        now: now(),
+        limits: &limits,
+    };
+    from_json::<EventSubmission>(v)?.validate(ctx, None)
+}
+
+fn fields(e: ValidationErrors) -> Vec<(String, &'static str)> {
+    e.0.into_iter().map(|e| (e.field, e.code)).collect()
+}
+
+#[test]
+fn valid_file_edit() {
+    let ev = check(json!({
+        "session_id": SID, "occurred_at": "2026-11-21T11:59:00.123456789Z",
+        "kind": "file_edit", "data": {"path": "src/lib.rs", "lines_added": 3}
+    }))
+    .unwrap();
+    assert_eq!(ev.kind(), EventKind::FileEdit);
+    assert_eq!(ev.actor, Actor::Agent);
+    assert_eq!(
+        ev.occurred_at.timestamp_subsec_nanos(),
+        123_456_000,
+        "truncated to micros"
+    );
+    assert_eq!(ev.tenant, tenant());
+}
+
+#[test]
+fn reports_every_problem_at_once() {
+    let err = check(json!({
+        "session_id": "nope", "occurred_at": "yesterday", "kind": "telepathy",
+        "actor": "robot", "attributes": [1]
+    }))
+    .unwrap_err();
+    assert_eq!(
+        fields(err),
+        vec![
+            ("session_id".into(), codes::INVALID_ID),
+            ("occurred_at".into(), codes::INVALID_TIMESTAMP),
+            ("kind".into(), codes::UNKNOWN_KIND),
+            ("actor".into(), codes::INVALID_VALUE),
+            ("attributes".into(), codes::INVALID_DATA),
+        ]
+    );
+}
+
+#[test]
+fn missing_required_fields() {
+    let err = check(json!({})).unwrap_err();
+    assert_eq!(
+        fields(err),
+        vec![
+            ("session_id".into(), codes::MISSING_FIELD),
+            ("occurred_at".into(), codes::MISSING_FIELD),
+            ("kind".into(), codes::MISSING_FIELD),
+        ]
+    );
+}
+
+#[test]
+fn unknown_top_level_field_is_rejected_by_name() {
+    let err = check(json!({"session_id": SID, "ocurred_at": "x"})).unwrap_err();
+    assert_eq!(err.0[0].code, codes::INVALID_JSON);
+    assert!(
+        err.0[0].message.contains("unknown field `ocurred_at`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn timestamps_outside_the_window() {
+    for t in ["2026-11-21T12:06:00Z", "2026-11-01T00:00:00Z"] {
+        let err = check(json!({
+            "session_id": SID, "occurred_at": t, "kind": "user_message"
+        }))
+        .unwrap_err();
+        assert_eq!(
+            fields(err),
+            vec![("occurred_at".into(), codes::TIMESTAMP_OUT_OF_RANGE)]
+        );
+    }
+}
+
+#[test]
+fn sizes_are_enforced() {
+    let big = "x".repeat(16 * 1024 + 1);
+    let err = check(json!({
+        "session_id": SID, "occurred_at": "2026-11-21T12:00:00Z", "kind": "error",
+        "data": {"message": big}, "attributes": {"k": "v\u{0}"}
+    }))
+    .unwrap_err();
+    assert_eq!(
+        fields(err),
+        vec![
+            ("data.message".into(), codes::TOO_LARGE),
+            ("attributes".into(), codes::CONTAINS_NUL),
+        ]
+    );
+}
+
+#[test]
+fn too_many_attribute_keys() {
+    let attrs: Map<String, Value> = (0..65).map(|i| (format!("k{i}"), json!(i))).collect();
+    let err = check(json!({
+        "session_id": SID, "occurred_at": "2026-11-21T12:00:00Z", "kind": "user_message",
+        "attributes": attrs
+    }))
+    .unwrap_err();
+    assert_eq!(fields(err), vec![("attributes".into(), codes::TOO_LARGE)]);
+}
+
+#[test]
+fn user_message_defaults_to_human_and_batch_session_applies() {
+    let t = tenant();
+    let limits = Limits::default();
+    let ctx = Context {
+        tenant: &t,
+        now: now(),
+        limits: &limits,
+    };
+    let sub: EventSubmission =
+        from_json(json!({"occurred_at": "2026-11-21T12:00:00Z", "kind": "user_message"})).unwrap();
+    let ev = sub
+        .validate(ctx, Some(SessionId::parse(SID).unwrap()))
+        .unwrap();
+    assert_eq!(ev.actor, Actor::Human);
+    assert_eq!(ev.session_id.to_string(), SID);
+}
+
+#[test]
+fn session_start_and_end() {
+    let t = tenant();
+    let limits = Limits::default();
+    let ctx = Context {
+        tenant: &t,
+        now: now(),
+        limits: &limits,
+    };
+    let start: SessionStartSubmission =
+        from_json(json!({"agent_name": "claude-code", "source": "cli"})).unwrap();
+    let start = start.validate(ctx).unwrap();
+    assert_eq!(start.started_at, now());
+    assert_eq!(start.source, SessionSource::Cli);
+
+    let bad: SessionStartSubmission = from_json(json!({"source": "fax"})).unwrap();
+    assert_eq!(
+        fields(bad.validate(ctx).unwrap_err()),
+        vec![
+            ("agent_name".into(), codes::MISSING_FIELD),
+            ("source".into(), codes::INVALID_VALUE)
+        ]
+    );
+
+    let end: SessionEndSubmission =
+        from_json(json!({"session_id": SID, "status": "active"})).unwrap();
+    assert_eq!(
+        fields(end.validate(ctx).unwrap_err()),
+        vec![("status".into(), codes::INVALID_VALUE)],
+        "an end record cannot set a session back to active"
+    );
+}

@@ -1,0 +1,16 @@
+//! Kafka header names, in one place so producers and consumers agree.
+
+/// `application/vnd.achilles.envelope.v1+avro` or `application/json`.
+pub const CONTENT_TYPE: &str = "content-type";
+/// W3C trace context, carried from the HTTP request into every consumer.
+pub const TRACEPARENT: &str = "traceparent";
+/// API key of a direct-to-Kafka producer (intake topic only).
+pub const API_KEY: &str = "x-api-key";
+/// Dead-letter headers.
+pub const DLQ_REASON_CODE: &str = "achilles-dlq-reason-code";
+pub const DLQ_REASON: &str = "achilles-dlq-reason";
+pub const DLQ_SOURCE_TOPIC: &str = "achilles-dlq-source-topic";
+pub const DLQ_SOURCE_PARTITION: &str = "achilles-dlq-source-partition";
+pub const DLQ_SOURCE_OFFSET: &str = "achilles-dlq-source-offset";
+
+pub const ENVELOPE_CONTENT_TYPE: &str = "application/vnd.achilles.envelope.v1+avro";
