@@ -1,0 +1,347 @@
+//! Word-shape predicates used by the masker: which pieces of a message are
+//! variable (paths, host names, hex blobs) and which vocabulary words are
+//! date names or measurement units.
+//!
+//! Every predicate here is generic (no dataset knowledge) and works on raw
+//! bytes without allocating, because it runs for almost every token of every
+//! message. The lists are deliberately short and well known (English month and
+//! weekday names, SI/IEC size and time units, common top-level domains): they
+//! describe how *software in general* prints values, not any one log source.
+
+/// Byte classes, looked up once per byte by the masker's scanner.
+pub(crate) const WS: u8 = 1;
+pub(crate) const DELIM: u8 = 2;
+pub(crate) const DIGIT: u8 = 4;
+pub(crate) const DOT: u8 = 8;
+pub(crate) const SLASH: u8 = 16;
+/// Anything that cannot appear in a hex number.
+pub(crate) const NON_HEX: u8 = 32;
+
+/// `CLASS[b]`: the classes of byte `b` (see the constants above). Delimiters
+/// are the masker's piece separators, quotes included.
+pub(crate) static CLASS: [u8; 256] = {
+    let mut t = [NON_HEX; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = match c {
+            b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => WS | NON_HEX,
+            b'=' | b',' | b';' | b':' | b'(' | b')' | b'[' | b']' | b'{' | b'}' | b'|' | b'@'
+            | b'#' | b'"' | b'\'' | b'`' => DELIM | NON_HEX,
+            b'0'..=b'9' => DIGIT,
+            b'a'..=b'f' | b'A'..=b'F' => 0,
+            b'.' => DOT | NON_HEX,
+            b'/' => SLASH | NON_HEX,
+            _ => NON_HEX,
+        };
+        i += 1;
+    }
+    t
+};
+
+/// Summary of a piece gathered while scanning it (the union of its bytes'
+/// classes), so classification needs no second pass in the common case.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct PieceShape(pub u8);
+
+impl PieceShape {
+    #[inline]
+    fn has(self, class: u8) -> bool {
+        self.0 & class != 0
+    }
+}
+
+/// Is this piece (a run of bytes without delimiters) a variable value?
+///
+/// Rules, in order:
+/// 1. it contains an ASCII digit (numbers, ids, IPs, versions, hex with
+///    digits, host names with digits, `core.2275`, `blk_-42`, ...);
+/// 2. it is a path (see [`is_path`]);
+/// 3. it is a host name (see [`is_hostname`]);
+/// 4. it is a long (>= 8) run of hex letters only, e.g. `ffffffff`, `deadbeef`.
+#[inline]
+pub(crate) fn is_variable(p: &[u8], s: PieceShape) -> bool {
+    if s.has(DIGIT) {
+        return true;
+    }
+    if s.has(SLASH) && is_path(p) {
+        return true;
+    }
+    if s.has(DOT) && is_hostname(p) {
+        return true;
+    }
+    !s.has(NON_HEX) && p.len() >= 8
+}
+
+/// Paths: absolute (`/x`), home/relative (`~/x`, `./x`, `../x`), Windows
+/// (`\x`), or a slash-separated word that has at least two slashes or a file
+/// extension after the last slash (`src/main.rs`, `a/b/c`). Plain `x/y` pairs
+/// such as `Input/output`, `I/O` or `read/write` are words, not paths.
+pub(crate) fn is_path(p: &[u8]) -> bool {
+    if p.len() < 2 {
+        return false;
+    }
+    if matches!(p[0], b'/' | b'\\')
+        || p.starts_with(b"~/")
+        || p.starts_with(b"./")
+        || p.starts_with(b"../")
+    {
+        return true;
+    }
+    let slashes = p.iter().filter(|&&c| c == b'/').count();
+    if slashes >= 2 {
+        return true;
+    }
+    match p.iter().rposition(|&c| c == b'/') {
+        Some(i) => {
+            let tail = &p[i + 1..];
+            // "dir/file.ext": a dot inside the last segment, not at its ends.
+            tail.len() > 2 && tail[1..tail.len() - 1].contains(&b'.') && i > 0
+        }
+        None => false,
+    }
+}
+
+/// Host names: at least two dot-separated labels of `[A-Za-z0-9-]`, none
+/// empty, the last one a known top-level domain in lower case. The TLD check
+/// is what separates `www.example.com` from Java-style identifiers such as
+/// `android.intent.action.SCREEN_ON`, which are usually constant parts of a
+/// message; reverse-DNS package names (`com.tencent.mm`, `org.x.io`) start
+/// with a TLD-like label and are not host names either.
+pub(crate) fn is_hostname(p: &[u8]) -> bool {
+    let p = p.strip_suffix(b".").unwrap_or(p); // sentence-final dot
+    let first = p.split(|&c| c == b'.').next().unwrap_or(b"");
+    if matches!(
+        first,
+        b"com"
+            | b"org"
+            | b"net"
+            | b"edu"
+            | b"gov"
+            | b"io"
+            | b"android"
+            | b"java"
+            | b"javax"
+            | b"kotlin"
+    ) {
+        return false;
+    }
+    let mut labels = 0;
+    for label in p.split(|&c| c == b'.') {
+        if label.is_empty() || label[0] == b'-' {
+            return false;
+        }
+        if !label
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-')
+        {
+            return false;
+        }
+        labels += 1;
+    }
+    if labels < 2 {
+        return false;
+    }
+    // `split` yielded at least two labels, so a last one exists.
+    let tld = p.rsplit(|&c| c == b'.').next().unwrap_or(b"");
+    is_tld(tld)
+}
+
+fn is_tld(t: &[u8]) -> bool {
+    matches!(
+        t,
+        // Generic TLDs.
+        b"com" | b"net" | b"org" | b"edu" | b"gov" | b"mil" | b"int" | b"info" | b"biz"
+            | b"dev" | b"app" | b"cloud" | b"local" | b"localdomain" | b"internal" | b"lan"
+            | b"arpa" | b"asia" | b"mobi" | b"name" | b"pro" | b"xyz" | b"online" | b"site"
+            | b"top" | b"tech"
+            // Country codes, minus those that are also common words or
+            // identifier parts (`id`, `is`, `in`, `it`, `to`, `me`, `no`,
+            // `us`, `io`, ...), which end Java-style names like `mapred.job.id`.
+            | b"uk" | b"de" | b"jp" | b"cn" | b"hk" | b"ru" | b"fr" | b"br" | b"au" | b"ca"
+            | b"nl" | b"es" | b"se" | b"ch" | b"tw" | b"kr" | b"pl" | b"cz" | b"eu" | b"dk"
+            | b"fi" | b"nz" | b"za" | b"sg" | b"mx" | b"ar" | b"cl" | b"om" | b"ua" | b"ro"
+            | b"hu" | b"gr" | b"pt" | b"ie" | b"il" | b"tr" | b"vn" | b"th" | b"my" | b"ph"
+    )
+}
+
+/// English month and weekday names (abbreviated or full, capitalised or upper
+/// case). They are masked only next to other date parts, see the masker.
+pub(crate) fn is_date_name(w: &[u8]) -> bool {
+    if w.len() < 3 || w.len() > 9 || !w[0].is_ascii_uppercase() {
+        return false;
+    }
+    if w.len() <= 4 && w[1].is_ascii_uppercase() {
+        // Upper-case spelling ("JUN", "FRI", "SEPT").
+        let mut lower = [0u8; 4];
+        lower[..w.len()].copy_from_slice(w);
+        lower[1..w.len()].make_ascii_lowercase();
+        return is_date_name(&lower[..w.len()]) && w.iter().all(u8::is_ascii_uppercase);
+    }
+    matches!(
+        w,
+        b"Jan"
+            | b"Feb"
+            | b"Mar"
+            | b"Apr"
+            | b"May"
+            | b"Jun"
+            | b"Jul"
+            | b"Aug"
+            | b"Sep"
+            | b"Sept"
+            | b"Oct"
+            | b"Nov"
+            | b"Dec"
+            | b"January"
+            | b"February"
+            | b"March"
+            | b"April"
+            | b"June"
+            | b"July"
+            | b"August"
+            | b"September"
+            | b"October"
+            | b"November"
+            | b"December"
+            | b"Mon"
+            | b"Tue"
+            | b"Tues"
+            | b"Wed"
+            | b"Thu"
+            | b"Thur"
+            | b"Thurs"
+            | b"Fri"
+            | b"Sat"
+            | b"Sun"
+            | b"Monday"
+            | b"Tuesday"
+            | b"Wednesday"
+            | b"Thursday"
+            | b"Friday"
+            | b"Saturday"
+            | b"Sunday"
+    )
+}
+
+/// Units printed after a number (`18.4 KB`, `<1 sec`, `300 ms`, `42 bytes`).
+/// A unit right after a masked number is part of the value: masking it keeps
+/// `5 bytes (5.0 KB)` and `5 bytes` in one template.
+pub(crate) fn is_unit(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"B" | b"KB"
+            | b"kB"
+            | b"MB"
+            | b"GB"
+            | b"TB"
+            | b"PB"
+            | b"KiB"
+            | b"MiB"
+            | b"GiB"
+            | b"TiB"
+            | b"bytes"
+            | b"byte"
+            | b"kb"
+            | b"mb"
+            | b"gb"
+            | b"ns"
+            | b"us"
+            | b"ms"
+            | b"s"
+            | b"sec"
+            | b"secs"
+            | b"second"
+            | b"seconds"
+            | b"min"
+            | b"mins"
+            | b"minute"
+            | b"minutes"
+            | b"hr"
+            | b"hrs"
+            | b"hour"
+            | b"hours"
+            | b"day"
+            | b"days"
+            | b"%"
+            | b"Hz"
+            | b"KHz"
+            | b"kHz"
+            | b"MHz"
+            | b"GHz"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape(p: &str) -> PieceShape {
+        PieceShape(p.bytes().fold(0, |acc, c| acc | CLASS[c as usize]))
+    }
+
+    fn var(p: &str) -> bool {
+        is_variable(p.as_bytes(), shape(p))
+    }
+
+    #[test]
+    fn digits_make_a_piece_variable() {
+        assert!(var("42"));
+        assert!(var("-1"));
+        assert!(var("0x1f"));
+        assert!(var("core.2275"));
+        assert!(var("10.251.39.209"));
+        assert!(var("blk_-7724713468912166542"));
+        assert!(!var("error"));
+    }
+
+    #[test]
+    fn paths() {
+        assert!(is_path(b"/var/www/html/"));
+        assert!(is_path(b"./runtime_malloc"));
+        assert!(is_path(b"../x"));
+        assert!(is_path(b"~/x"));
+        assert!(is_path(b"\\Users\\me"));
+        assert!(is_path(b"src/main.rs"));
+        assert!(is_path(b"a/b/c"));
+        assert!(!is_path(b"Input/output"));
+        assert!(!is_path(b"I/O"));
+        assert!(!is_path(b"/"));
+    }
+
+    #[test]
+    fn hostnames_need_a_tld() {
+        assert!(is_hostname(b"troi.bluesky-technologies.com"));
+        assert!(is_hostname(b"proxy.cse.cuhk.edu.hk"));
+        assert!(is_hostname(b"www.google.com."));
+        assert!(!is_hostname(b"android.intent.action.SCREEN_ON"));
+        assert!(!is_hostname(b"com.huawei.health"));
+        assert!(!is_hostname(b"com.tencent.mm"));
+        assert!(is_hostname(b"bx.optimix.asia"));
+        assert!(is_hostname(b"info.pinyin.sogou.com"));
+        assert!(is_hostname(b"tc.dl.pinyin.sogoucdn.com"));
+        assert!(!is_hostname(b"localhost"));
+        assert!(!is_hostname(b"a..com"));
+        assert!(!is_hostname(b"mapred.job.id"));
+    }
+
+    #[test]
+    fn hex_letters_only_when_long() {
+        assert!(var("ffffffff"));
+        assert!(var("DEADBEEF"));
+        assert!(!var("facade"));
+        assert!(!var("added"));
+    }
+
+    #[test]
+    fn date_names_and_units() {
+        assert!(is_date_name(b"Jul"));
+        assert!(is_date_name(b"Saturday"));
+        assert!(is_date_name(b"JUN"));
+        assert!(!is_date_name(b"jul"));
+        assert!(!is_date_name(b"Mayday"));
+        assert!(is_unit(b"KB"));
+        assert!(is_unit(b"sec"));
+        assert!(!is_unit(b"received"));
+    }
+}
