@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# scripts/test.sh: what `make test` (and so CI) runs. Extra arguments go to the
+# test runner: scripts/test.sh -E 'test(ingest)'   (nextest filter syntax)
+#
+# 1. CI=true only: cargo fmt --all -- --check
+# 2. scripts/validate-compose.sh (offline check of docker-compose.kafka.yml)
+# 3. Postgres on 127.0.0.1:5432 and a shared Tansu broker on 127.0.0.1:9092
+#    (a broker started here is stopped again on exit; one already running stays)
+# 4. the workspace tests, with
+#      ACHILLES_TANSU_BIN          Tansu binary, for tests that spawn private brokers
+#      ACHILLES_TEST_DATABASE_URL  postgres://postgres@127.0.0.1:5432/postgres
+#      ACHILLES_TEST_BROKERS       127.0.0.1:9092
+#    through `cargo nextest run` (profile `ci` when CI=true) if nextest is
+#    installed, else `cargo test`.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+if [[ ${CI:-} == true ]]; then
+  info "cargo fmt --all -- --check"
+  cargo fmt --all -- --check
+fi
+
+"$ROOT/scripts/validate-compose.sh"
+
+"$ROOT/scripts/ensure-postgres.sh"
+# Each test creates its own achilles_test_<uuid> database; drop the previous
+# run's so they do not pile up.
+psql -h 127.0.0.1 -U postgres -d postgres -qtA \
+  -c "select format('drop database if exists %I;', datname) from pg_database where datname like 'achilles_test_%'" |
+  psql -h 127.0.0.1 -U postgres -d postgres -q >/dev/null || warn "could not drop old test databases"
+broker_was_up=0
+tcp_open 127.0.0.1 "$BROKER_PORT" && broker_was_up=1
+"$ROOT/scripts/ensure-tansu.sh"
+if ((!broker_was_up)) && is_pid_alive "$(pid_file tansu)"; then
+  trap 'stop_pidfile "$(pid_file tansu)"' EXIT
+fi
+
+ACHILLES_TANSU_BIN=$("$ROOT/scripts/ensure-tansu.sh" --print-path)
+export ACHILLES_TANSU_BIN
+export ACHILLES_TEST_DATABASE_URL=${ACHILLES_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export ACHILLES_TEST_BROKERS=${ACHILLES_TEST_BROKERS:-127.0.0.1:$BROKER_PORT}
+
+if cargo nextest --version >/dev/null 2>&1; then
+  profile=()
+  [[ ${CI:-} == true ]] && profile=(--profile ci)
+  info "cargo nextest run --workspace --no-fail-fast ${profile[*]} $*"
+  cargo nextest run --workspace --no-fail-fast "${profile[@]}" "$@"
+else
+  info "cargo-nextest not installed: cargo test --workspace --no-fail-fast $*"
+  cargo test --workspace --no-fail-fast "$@"
+fi
