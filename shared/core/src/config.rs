@@ -30,6 +30,7 @@ pub struct Settings {
     pub api: ApiSettings,
     pub auth: AuthSettings,
     pub sink: SinkSettings,
+    pub processor: ProcessorSettings,
     pub validation: Limits,
     pub log: LogSettings,
 }
@@ -181,6 +182,43 @@ impl Default for SinkSettings {
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+pub struct ProcessorSettings {
+    pub group_id: String,
+    /// Serves `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_listen: String,
+    pub batch_max_records: usize,
+    pub batch_linger_ms: u64,
+    pub shutdown_deadline_ms: u64,
+    pub retry_backoff_ms: u64,
+    /// An agent edit and a failure at most this far apart (event time)
+    /// are an induced-error candidate.
+    pub correlation_window_ms: i64,
+    /// A failure fixed later than this after it happened is not counted
+    /// as a break/fix cycle.
+    pub fix_window_ms: i64,
+    /// Events older than the session's newest event by more than this are
+    /// "too late": counted (summary, metric) but not correlated.
+    pub allowed_lateness_ms: i64,
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        Self {
+            group_id: "achilles-processor".into(),
+            metrics_listen: "127.0.0.1:9102".into(),
+            batch_max_records: 2_000,
+            batch_linger_ms: 20,
+            shutdown_deadline_ms: 10_000,
+            retry_backoff_ms: 500,
+            correlation_window_ms: 5 * 60 * 1000,
+            fix_window_ms: 30 * 60 * 1000,
+            allowed_lateness_ms: 60 * 1000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// `json` (default) or `pretty`.
     pub format: String,
@@ -218,8 +256,11 @@ impl Settings {
             f = f.merge(Toml::file_exact(path));
         }
         f.merge(Env::prefixed("ACHILLES_").split("__").filter(|k| {
-            // Single-underscore variables belong to layer 4 or to the CLI.
-            k.as_str().contains("__") || !k.as_str().contains('_')
+            // Only `SECTION__KEY` variables (figment may show them split, as
+            // `section.key`); single-underscore ones such as ACHILLES_API_URL
+            // belong to layer 4 or to the CLI.
+            let k = k.as_str();
+            k.contains("__") || k.contains('.') || !k.contains('_')
         }))
         .merge(
             Env::raw()
@@ -250,6 +291,7 @@ mod tests {
                 "[kafka]\nbrokers = \"file:9092\"\npartitions = 3\n[api]\nlisten = \"0.0.0.0:1\"\n",
             )?;
             jail.set_env("ACHILLES_KAFKA__BROKERS", "env:9092");
+            jail.set_env("ACHILLES_SINK__METRICS_LISTEN", "127.0.0.1:0");
             jail.set_env("ACHILLES_API_URL", "http://ignored");
             jail.set_env("DATABASE_URL", "postgres://x@y/z");
             jail.set_env("ACHILLES_DEV_API_KEY", "sekrit");
@@ -257,6 +299,10 @@ mod tests {
             assert_eq!(s.kafka.brokers, "env:9092", "env beats file");
             assert_eq!(s.kafka.partitions, 3, "file beats default");
             assert_eq!(s.api.listen, "0.0.0.0:1");
+            assert_eq!(
+                s.sink.metrics_listen, "127.0.0.1:0",
+                "keys with underscores"
+            );
             assert_eq!(s.api.max_batch_events, 1_000, "default kept");
             assert_eq!(s.database.url.expose_secret(), "postgres://x@y/z");
             assert_eq!(s.auth.dev_api_key.expose_secret(), "sekrit");

@@ -1,7 +1,7 @@
 //! `achilles-core`: the one place where Achilles defines what its data *is*.
 //!
 //! Every service links this crate and nothing else may define models,
-//! validation or hashing (see `docs/architecture.md`). The modules follow the
+//! validation or hashing (see the README's architecture section). The modules follow the
 //! path of an event through the pipeline:
 //!
 //! * [`model`] — newtypes and domain types; parsing a submission into them *is*
@@ -22,9 +22,12 @@ pub mod hash;
 pub mod kafka;
 pub mod metrics;
 pub mod model;
+pub mod publisher;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;
 pub mod wire;
 
 pub use error::{Disposition, ValidationError, ValidationErrors};
+// Re-exported so binaries unwrap secrets with the same version we wrap them in.
+pub use secrecy;

@@ -160,7 +160,7 @@ counter_vec!(
 histogram_vec!(
     FRESHNESS,
     "achilles_freshness_seconds",
-    "Delay from ingest (API acceptance) until the row derived from it committed.",
+    "Delay from ingest (API acceptance) until the row derived from it committed; stage = landed (raw sink), derived (processor), insight (agent).",
     LATENCY_BUCKETS,
     ["stage"]
 );
@@ -169,6 +169,48 @@ counter_vec!(
     "achilles_landed_rows_total",
     "Rows written by the raw sink: inserted, or skipped as duplicates.",
     ["table", "outcome"]
+);
+
+// --- Domain ------------------------------------------------------------------
+pub static ACTIVE_SESSIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new(
+        "achilles_active_sessions",
+        "Sessions the stream processor holds state for (started, not yet ended).",
+    )
+    .expect("valid metric")
+});
+counter_vec!(
+    SESSIONS_ENDED,
+    "achilles_sessions_ended_total",
+    "Sessions whose end the processor folded in, by final status.",
+    ["status"]
+);
+counter_vec!(
+    CLUSTERS_CREATED,
+    "achilles_clusters_created_total",
+    "Error clusters seen for the first time.",
+    ["consumer"]
+);
+counter_vec!(
+    CLUSTER_OCCURRENCES,
+    "achilles_cluster_occurrences_total",
+    "Failing events assigned to a cluster.",
+    ["consumer"]
+);
+counter_vec!(
+    CORRELATIONS,
+    "achilles_correlations_total",
+    "Induced-error correlations found, by match kind.",
+    ["match_kind"]
+);
+counter_vec!(LATE_EVENTS, "achilles_late_events_total",
+    "Events older than the session's watermark: within the allowed lateness (accepted) or beyond it (too_late, counted and not correlated).",
+    ["disposition"]);
+counter_vec!(
+    INSIGHTS_RAISED,
+    "achilles_insights_raised_total",
+    "Insights raised by the monitoring agent, by type and severity.",
+    ["type", "severity"]
 );
 
 fn register_all(r: &Registry) {
@@ -190,6 +232,13 @@ fn register_all(r: &Registry) {
         Box::new(RETRIES.clone()),
         Box::new(FRESHNESS.clone()),
         Box::new(LANDED.clone()),
+        Box::new(ACTIVE_SESSIONS.clone()),
+        Box::new(SESSIONS_ENDED.clone()),
+        Box::new(CLUSTERS_CREATED.clone()),
+        Box::new(CLUSTER_OCCURRENCES.clone()),
+        Box::new(CORRELATIONS.clone()),
+        Box::new(LATE_EVENTS.clone()),
+        Box::new(INSIGHTS_RAISED.clone()),
     ];
     for c in collectors {
         // Each metric is registered exactly once, here; a duplicate name is

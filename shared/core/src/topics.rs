@@ -19,10 +19,18 @@ pub enum Topic {
     Events,
     /// Records that failed for good, with the reason in headers and value.
     DeadLetter,
+    /// One record per session whose end the stream processor has folded in
+    /// (all derived rows committed); the monitoring agent's trigger.
+    SessionEnded,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 3] = [Topic::Intake, Topic::Events, Topic::DeadLetter];
+    pub const ALL: [Topic; 4] = [
+        Topic::Intake,
+        Topic::Events,
+        Topic::DeadLetter,
+        Topic::SessionEnded,
+    ];
 
     /// The name without prefix. The `.v1` suffix changes only for an
     /// incompatible schema change, which then gets a new topic.
@@ -31,6 +39,7 @@ impl Topic {
             Self::Intake => "achilles.intake.v1",
             Self::Events => "achilles.events.v1",
             Self::DeadLetter => "achilles.deadletter.v1",
+            Self::SessionEnded => "achilles.session-ended.v1",
         }
     }
 
@@ -40,6 +49,7 @@ impl Topic {
             Self::Intake => "intake.v1.schema.json",
             Self::Events => "envelope.v1.avsc",
             Self::DeadLetter => "dead-letter.v1.avsc",
+            Self::SessionEnded => "session-ended.v1.avsc",
         }
     }
 }

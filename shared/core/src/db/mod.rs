@@ -4,7 +4,10 @@
 //! tables get their writers with the processor and the agent. All SQL lives
 //! under this module so a schema change has one place to land.
 
+pub mod derived;
 mod events;
+pub mod offsets;
+pub mod outbox;
 mod sessions;
 
 pub use events::{

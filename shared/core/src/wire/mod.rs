@@ -15,6 +15,7 @@ pub mod headers;
 pub mod intake;
 pub mod records;
 mod schemas;
+pub mod session_ended;
 
 use chrono::{DateTime, Utc};
 

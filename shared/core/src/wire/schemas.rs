@@ -12,6 +12,7 @@ use apache_avro::Schema;
 
 pub(crate) const ENVELOPE_V1: &str = include_str!("../../../../schemas/envelope.v1.avsc");
 pub(crate) const DEAD_LETTER_V1: &str = include_str!("../../../../schemas/dead-letter.v1.avsc");
+pub(crate) const SESSION_ENDED_V1: &str = include_str!("../../../../schemas/session-ended.v1.avsc");
 const ENVELOPE_HISTORY: &[&str] = &[include_str!(
     "../../../../schemas/compat/envelope.v1.0.avsc"
 )];
@@ -37,6 +38,7 @@ fn known(text: &str) -> Known {
 
 pub(crate) static ENVELOPE: LazyLock<Known> = LazyLock::new(|| known(ENVELOPE_V1));
 pub(crate) static DEAD_LETTER: LazyLock<Known> = LazyLock::new(|| known(DEAD_LETTER_V1));
+pub(crate) static SESSION_ENDED: LazyLock<Known> = LazyLock::new(|| known(SESSION_ENDED_V1));
 
 /// Writer schemas we can read envelopes from, by fingerprint.
 pub(crate) static ENVELOPE_WRITERS: LazyLock<HashMap<[u8; 8], Schema>> = LazyLock::new(|| {

@@ -1,0 +1,151 @@
+//! Reading one histogram out of a service's Prometheus `/metrics` page.
+//!
+//! Used to cross-check freshness measured from Postgres timestamps with the
+//! services' own `achilles_freshness_seconds{stage=...}`: the difference of
+//! two scrapes (before and after a run) is the distribution of that run.
+//! Bucket counts only bound a quantile from above ("at most 250 ms"), so
+//! these figures are reported next to the exact ones, never instead.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Cumulative bucket counts keyed by upper bound (`+Inf` as infinity).
+#[derive(Clone, Debug, Default)]
+pub struct Buckets(Vec<(f64, f64)>);
+
+/// Quantiles as bucket upper bounds, in milliseconds (`None` = above the
+/// largest finite bucket).
+#[derive(Clone, Debug, Serialize)]
+pub struct BucketQuantiles {
+    pub p50_le: Option<f64>,
+    pub p95_le: Option<f64>,
+    pub p99_le: Option<f64>,
+    pub count: u64,
+}
+
+/// Fetches `url` and extracts `metric` buckets whose labels contain
+/// `label` (e.g. `stage="landed"`). `None` if nothing answers there.
+pub async fn scrape(url: &str, metric: &str, label: &str) -> Option<Buckets> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .ok()?;
+    let text = http.get(url).send().await.ok()?.text().await.ok()?;
+    Some(parse(&text, metric, label))
+}
+
+/// Is anything serving metrics at `url`?
+pub async fn answers(url: &str) -> bool {
+    let Ok(http) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+    else {
+        return false;
+    };
+    matches!(http.get(url).send().await, Ok(r) if r.status().is_success())
+}
+
+fn parse(text: &str, metric: &str, label: &str) -> Buckets {
+    let prefix = format!("{metric}_bucket{{");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        if !labels.contains(label) {
+            continue;
+        }
+        let le = labels
+            .split(',')
+            .find_map(|kv| kv.trim().strip_prefix("le=\""))
+            .and_then(|v| v.strip_suffix('"'));
+        let le = match le {
+            Some("+Inf") => f64::INFINITY,
+            Some(v) => match v.parse() {
+                Ok(x) => x,
+                Err(_) => continue,
+            },
+            None => continue,
+        };
+        if let Ok(count) = value.trim().parse::<f64>() {
+            out.push((le, count));
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Buckets(out)
+}
+
+impl Buckets {
+    /// `after - before`, bucket by bucket (a missing "before" counts as 0,
+    /// e.g. when the metric had no samples yet).
+    pub fn since(&self, before: &Buckets) -> Buckets {
+        Buckets(
+            self.0
+                .iter()
+                .map(|(le, n)| {
+                    let old = before
+                        .0
+                        .iter()
+                        .find(|(l, _)| l == le)
+                        .map_or(0.0, |(_, c)| *c);
+                    (*le, (n - old).max(0.0))
+                })
+                .collect(),
+        )
+    }
+
+    pub fn quantiles(&self) -> Option<BucketQuantiles> {
+        let total = self.0.last().map_or(0.0, |(_, n)| *n);
+        if total < 1.0 {
+            return None;
+        }
+        let q = |p: f64| {
+            self.0
+                .iter()
+                .find(|(_, n)| *n >= p * total)
+                .and_then(|(le, _)| le.is_finite().then_some(le * 1_000.0))
+        };
+        Some(BucketQuantiles {
+            p50_le: q(0.50),
+            p95_le: q(0.95),
+            p99_le: q(0.99),
+            count: total as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn difference_of_two_scrapes_gives_bucket_quantiles() {
+        let m = "achilles_freshness_seconds";
+        let before = parse(
+            "achilles_freshness_seconds_bucket{stage=\"landed\",le=\"0.1\"} 10\n\
+             achilles_freshness_seconds_bucket{stage=\"landed\",le=\"0.25\"} 10\n\
+             achilles_freshness_seconds_bucket{stage=\"landed\",le=\"+Inf\"} 10\n",
+            m,
+            "stage=\"landed\"",
+        );
+        let after = parse(
+            "# HELP x\n\
+             achilles_freshness_seconds_bucket{stage=\"derived\",le=\"0.1\"} 999\n\
+             achilles_freshness_seconds_bucket{stage=\"landed\",le=\"0.1\"} 100\n\
+             achilles_freshness_seconds_bucket{stage=\"landed\",le=\"0.25\"} 109\n\
+             achilles_freshness_seconds_bucket{stage=\"landed\",le=\"+Inf\"} 110\n",
+            m,
+            "stage=\"landed\"",
+        );
+        let q = after.since(&before).quantiles().expect("samples");
+        assert_eq!(q.count, 100);
+        assert_eq!(q.p50_le, Some(100.0));
+        assert_eq!(q.p95_le, Some(250.0));
+        assert_eq!(q.p99_le, Some(250.0));
+        assert!(Buckets::default().quantiles().is_none());
+    }
+}

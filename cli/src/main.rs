@@ -1,0 +1,74 @@
+//! `achilles`: the command-line interface to Achilles.
+//!
+//! Talks to the HTTP API (`--api-url`, `--api-key`), except `migrate`
+//! (Postgres) and `cluster` (local, stdin to stdout).
+
+mod client;
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+use client::{CliError, Client};
+
+#[derive(Parser)]
+#[command(
+    name = "achilles",
+    version,
+    about = "Telemetry for AI coding agents: sessions, events, errors."
+)]
+struct Cli {
+    /// Base URL of the Achilles API.
+    #[arg(
+        long,
+        global = true,
+        env = "ACHILLES_API_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    api_url: String,
+    /// API key (sent as a Bearer token). Defaults to the local dev key.
+    #[arg(long, global = true, env = "ACHILLES_API_KEY", default_value = achilles_core::config::DEV_API_KEY, hide_default_value = true)]
+    api_key: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start, end or show sessions.
+    #[command(subcommand)]
+    Session(commands::session::SessionCommand),
+    /// Send events from a JSON-lines file (one event per line).
+    Send(commands::send::SendArgs),
+    /// List a session's events in event-time order.
+    Events(commands::events::EventsArgs),
+    /// Generate load (ingest, reads or raw Kafka) and report throughput and latency.
+    Load(commands::load::LoadArgs),
+    /// Cluster messages from stdin: one cluster label per input line.
+    Cluster(commands::cluster::ClusterArgs),
+    /// Create the database if needed and apply migrations (uses DATABASE_URL).
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let client = Client::new(&cli.api_url, &cli.api_key);
+    let result: Result<(), CliError> = match cli.command {
+        Command::Session(c) => commands::session::run(&client, c).await,
+        Command::Send(a) => commands::send::run(&client, a).await,
+        Command::Events(a) => commands::events::run(&client, a).await,
+        Command::Load(a) => commands::load::run(&cli.api_url, &cli.api_key, a).await,
+        Command::Cluster(a) => commands::cluster::run(a),
+        Command::Migrate => commands::migrate::run().await,
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        if let CliError::Api {
+            details: Some(d), ..
+        } = &e
+        {
+            eprintln!("{}", serde_json::to_string_pretty(d).unwrap_or_default());
+        }
+        std::process::exit(e.exit_code());
+    }
+}

@@ -1,0 +1,359 @@
+//! Write endpoints: session start, event batches, session end.
+//!
+//! Batch semantics (documented in the OpenAPI document and README):
+//! * every event is judged on its own: `accepted`, `duplicate` (same event
+//!   hash as an event already stored or earlier in the same batch) or
+//!   `rejected` with its index and every reason;
+//! * accepted events are published, and `202` is returned only after the
+//!   broker acknowledged all of them; if Kafka cannot take them the whole
+//!   request is `503` with `Retry-After` and may be retried as is
+//!   (duplicates are harmless, everything downstream dedups on the hash);
+//! * a batch in which nothing was accepted or duplicate is `422`;
+//! * bodies over `api.max_body_bytes` or batches over
+//!   `api.max_batch_events` are `413` before anything is validated.
+
+use std::collections::HashSet;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use bytes::Bytes;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use achilles_core::metrics;
+use achilles_core::model::submission::{
+    from_json, Context, EventSubmission, SessionEndSubmission, SessionStartSubmission,
+};
+use achilles_core::model::{Event, SessionId};
+use achilles_core::wire::{Envelope, Record};
+use achilles_core::{db, ValidationError};
+
+use crate::auth::Tenant;
+use crate::error::ApiError;
+use crate::observe::TraceParent;
+use crate::state::AppState;
+
+/// `POST /v1/events/batch` body.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // Parsed field by field for better errors; kept for the schema.
+pub struct BatchRequest {
+    /// Default session for events that name none.
+    session_id: Option<String>,
+    events: Vec<EventSubmission>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub rejected: usize,
+    /// One entry per submitted event, in order.
+    pub results: Vec<BatchItemResult>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BatchItemResult {
+    pub index: usize,
+    /// `accepted`, `duplicate` or `rejected`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ValidationError>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionAccepted {
+    pub session_id: String,
+    pub status: &'static str,
+}
+
+/// Turns a body (or its rejection) into JSON, with our error shapes.
+fn parse_body(
+    state: &AppState,
+    route: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Value, ApiError> {
+    let limit = state.settings().api.max_body_bytes;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!("the body exceeds the {limit}-byte limit"))
+        } else {
+            ApiError::bad_request("invalid_request", e.body_text())
+        }
+    })?;
+    if body.len() > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the body is {} bytes; the limit is {limit}",
+            body.len()
+        )));
+    }
+    metrics::HTTP_BODY_BYTES
+        .with_label_values(&[route])
+        .observe(body.len() as f64);
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })
+}
+
+fn count_rejections(errors: &achilles_core::ValidationErrors) {
+    metrics::INGEST_EVENTS
+        .with_label_values(&["rejected"])
+        .inc();
+    metrics::INGEST_REJECTIONS
+        .with_label_values(&[errors.primary_code()])
+        .inc();
+}
+
+/// Accepts a batch of events.
+#[utoipa::path(post, path = "/v1/events/batch", tag = "ingest",
+    request_body = BatchRequest,
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 202, description = "Broker acknowledged every accepted event", body = BatchResponse),
+        (status = 400, description = "Not JSON, or not a batch", body = crate::error::ErrorBody),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 413, description = "Body or batch too large", body = crate::error::ErrorBody),
+        (status = 422, description = "Every event was rejected; details list each", body = crate::error::ErrorBody),
+        (status = 503, description = "Kafka could not take the events; retry after Retry-After", body = crate::error::ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(tenant = %tenant))]
+pub async fn ingest_batch(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Extension(tp): Extension<TraceParent>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
+    let doc = parse_body(&state, "/v1/events/batch", body)?;
+    let Value::Object(mut doc) = doc else {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the body must be a JSON object with an `events` array",
+        ));
+    };
+    let default_session = match doc.remove("session_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(SessionId::parse(&s).map_err(|m| ApiError::bad_request("invalid_id", m))?)
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_id",
+                format!("session_id must be a string, not {other}"),
+            ))
+        }
+    };
+    let Some(Value::Array(items)) = doc.remove("events") else {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the body must have an `events` array",
+        ));
+    };
+    if let Some(extra) = doc.keys().next() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("unknown field `{extra}`; expected session_id, events"),
+        ));
+    }
+    let max = state.settings().api.max_batch_events;
+    if items.len() > max {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the batch has {} events; the limit is {max}",
+            items.len()
+        )));
+    }
+    if items.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "the `events` array is empty",
+        ));
+    }
+
+    let now = Utc::now();
+    let limits = &state.settings().validation;
+    let ctx = Context {
+        tenant: &tenant,
+        now,
+        limits,
+    };
+    let mut results = Vec::with_capacity(items.len());
+    let mut valid: Vec<(usize, Event)> = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let parsed =
+            from_json::<EventSubmission>(item).and_then(|s| s.validate(ctx, default_session));
+        match parsed {
+            Ok(ev) => valid.push((index, ev)),
+            Err(errors) => {
+                count_rejections(&errors);
+                results.push(BatchItemResult {
+                    index,
+                    status: "rejected",
+                    event_id: None,
+                    event_hash: None,
+                    errors: Some(errors.0),
+                });
+            }
+        }
+    }
+
+    // Duplicates: earlier in this batch, or already stored. The stored
+    // check is best-effort: if Postgres is down we still ingest, because
+    // accepting does not depend on Postgres and the sink dedups anyway.
+    let hashes: Vec<String> = valid.iter().map(|(_, e)| e.hash.to_hex()).collect();
+    let stored = match db::existing_hashes(state.pool(), &hashes).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "duplicate check skipped: postgres unavailable");
+            HashSet::new()
+        }
+    };
+    let mut seen = HashSet::with_capacity(valid.len());
+    let mut to_publish = Vec::with_capacity(valid.len());
+    for ((index, ev), hash) in valid.into_iter().zip(hashes) {
+        let dup = stored.contains(&hash) || !seen.insert(hash.clone());
+        let status = if dup { "duplicate" } else { "accepted" };
+        results.push(BatchItemResult {
+            index,
+            status,
+            event_id: Some(ev.id.to_string()),
+            event_hash: Some(hash),
+            errors: None,
+        });
+        if !dup {
+            to_publish.push(Envelope {
+                ingested_at: now,
+                record: Record::Event(ev),
+            });
+        }
+    }
+    results.sort_by_key(|r| r.index);
+    let count = |s: &str| results.iter().filter(|r| r.status == s).count();
+    let (accepted, duplicates, rejected) =
+        (count("accepted"), count("duplicate"), count("rejected"));
+
+    if accepted + duplicates == 0 {
+        return Err(ApiError::AllRejected {
+            count: rejected,
+            details: serde_json::to_value(&results).unwrap_or_default(),
+        });
+    }
+    if !to_publish.is_empty() {
+        state
+            .publisher()
+            .publish(&to_publish, Some(&tp.0))
+            .await
+            .inspect_err(|e| {
+                metrics::BACKPRESSURE.with_label_values(&[e.cause()]).inc();
+            })?;
+    }
+    metrics::INGEST_EVENTS
+        .with_label_values(&["accepted"])
+        .inc_by(accepted as u64);
+    metrics::INGEST_EVENTS
+        .with_label_values(&["duplicate"])
+        .inc_by(duplicates as u64);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(BatchResponse {
+            accepted,
+            duplicates,
+            rejected,
+            results,
+        }),
+    ))
+}
+
+/// Starts a session.
+#[utoipa::path(post, path = "/v1/sessions/start", tag = "ingest",
+    request_body = SessionStartSubmission,
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 202, description = "Broker acknowledged the session start", body = SessionAccepted),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid submission", body = crate::error::ErrorBody),
+        (status = 503, description = "Kafka unavailable; retry", body = crate::error::ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(tenant = %tenant))]
+pub async fn start_session(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Extension(tp): Extension<TraceParent>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<SessionAccepted>), ApiError> {
+    let doc = parse_body(&state, "/v1/sessions/start", body)?;
+    let ctx = Context {
+        tenant: &tenant,
+        now: Utc::now(),
+        limits: &state.settings().validation,
+    };
+    let start = from_json::<SessionStartSubmission>(doc)
+        .and_then(|s| s.validate(ctx))
+        .map_err(ApiError::Invalid)?;
+    let session_id = start.session_id;
+    publish_one(&state, &tp, Record::SessionStart(start)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SessionAccepted {
+            session_id: session_id.to_string(),
+            status: "accepted",
+        }),
+    ))
+}
+
+/// Ends a session.
+#[utoipa::path(post, path = "/v1/sessions/end", tag = "ingest",
+    request_body = SessionEndSubmission,
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 202, description = "Broker acknowledged the session end", body = SessionAccepted),
+        (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
+        (status = 422, description = "Invalid submission", body = crate::error::ErrorBody),
+        (status = 503, description = "Kafka unavailable; retry", body = crate::error::ErrorBody),
+    ))]
+#[tracing::instrument(skip_all, fields(tenant = %tenant))]
+pub async fn end_session(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Extension(tp): Extension<TraceParent>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<SessionAccepted>), ApiError> {
+    let doc = parse_body(&state, "/v1/sessions/end", body)?;
+    let ctx = Context {
+        tenant: &tenant,
+        now: Utc::now(),
+        limits: &state.settings().validation,
+    };
+    let end = from_json::<SessionEndSubmission>(doc)
+        .and_then(|s| s.validate(ctx))
+        .map_err(ApiError::Invalid)?;
+    let session_id = end.session_id;
+    publish_one(&state, &tp, Record::SessionEnd(end)).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(SessionAccepted {
+            session_id: session_id.to_string(),
+            status: "accepted",
+        }),
+    ))
+}
+
+async fn publish_one(state: &AppState, tp: &TraceParent, record: Record) -> Result<(), ApiError> {
+    let env = Envelope {
+        ingested_at: Utc::now(),
+        record,
+    };
+    state
+        .publisher()
+        .publish(std::slice::from_ref(&env), Some(&tp.0))
+        .await
+        .map_err(|e| {
+            metrics::BACKPRESSURE.with_label_values(&[e.cause()]).inc();
+            ApiError::from(e)
+        })
+}

@@ -1,0 +1,38 @@
+//! Shared state handed to every handler.
+
+use std::sync::Arc;
+
+use achilles_core::auth::KeyStore;
+use achilles_core::config::Settings;
+use achilles_core::publisher::Publisher;
+use sqlx::PgPool;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub publisher: Publisher,
+    pub keys: KeyStore,
+}
+
+impl AppState {
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    pub fn publisher(&self) -> &Publisher {
+        &self.inner.publisher
+    }
+
+    pub fn keys(&self) -> &KeyStore {
+        &self.inner.keys
+    }
+}

@@ -1,0 +1,517 @@
+//! Integration tests of the API against a real broker and real Postgres.
+//!
+//! `spawn_app()` gives each test its own database, topic prefix and
+//! consumer groups, an API on port 0 and (when asked) a raw sink, so the
+//! whole HTTP → Kafka → Postgres path runs for real.
+
+use std::time::Duration;
+
+use achilles_api::Application;
+use achilles_core::config::Settings;
+use achilles_core::secrecy::SecretString;
+use achilles_raw_sink::RawSink;
+use achilles_test_support::{
+    eventually, settings, shared_brokers, unique_prefix, PrivateBroker, TestDb,
+};
+use chrono::Utc;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+const ACME_KEY: &str = "acme-key-0123456789";
+const GLOBEX_KEY: &str = "globex-key-0123456789";
+
+struct TestApp {
+    base: String,
+    db: TestDb,
+    http: reqwest::Client,
+    settings: Settings,
+    _stop: Vec<oneshot::Sender<()>>,
+}
+
+fn stop_signal() -> (
+    oneshot::Sender<()>,
+    impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let (tx, rx) = oneshot::channel::<()>();
+    (tx, async move {
+        let _ = rx.await;
+    })
+}
+
+async fn spawn_app_on(brokers: &str, with_sink: bool) -> TestApp {
+    let db = TestDb::fresh().await;
+    let mut s = settings(&db, brokers, &unique_prefix());
+    s.auth.keys = SecretString::from(format!("acme={ACME_KEY},globex={GLOBEX_KEY}"));
+    s.api.max_batch_events = 50;
+    s.api.max_body_bytes = 256 * 1024;
+    let app = Application::build(s.clone()).await.expect("api builds");
+    let base = format!("http://{}", app.local_addr());
+    let mut stops = Vec::new();
+    let (tx, rx) = stop_signal();
+    tokio::spawn(app.run_until(rx));
+    stops.push(tx);
+    let mut t = TestApp {
+        base,
+        db,
+        http: reqwest::Client::new(),
+        settings: s,
+        _stop: stops,
+    };
+    if with_sink {
+        t.start_sink().await;
+    }
+    t
+}
+
+async fn spawn_app() -> TestApp {
+    spawn_app_on(&shared_brokers(), true).await
+}
+
+impl TestApp {
+    async fn start_sink(&mut self) {
+        let sink = RawSink::build(self.settings.clone())
+            .await
+            .expect("sink builds");
+        let (tx, rx) = stop_signal();
+        tokio::spawn(sink.run_until(rx));
+        self._stop.push(tx);
+    }
+
+    async fn post(
+        &self,
+        key: Option<&str>,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value, reqwest::header::HeaderMap) {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(k) = key {
+            req = req.bearer_auth(k);
+        }
+        let resp = req.send().await.expect("request");
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        (status, resp.json().await.unwrap_or(Value::Null), headers)
+    }
+
+    async fn get(&self, key: &str, path: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("x-api-key", key)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn start_session(&self, key: &str) -> String {
+        let (status, body, _) = self
+            .post(
+                Some(key),
+                "/v1/sessions/start",
+                &json!({"agent_name": "claude-code", "source": "cli"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        body["session_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn events_landed(&self, session: &str) -> i64 {
+        self.db
+            .count(&format!(
+                "SELECT count(*) FROM events WHERE session_id = '{session}'"
+            ))
+            .await
+    }
+
+    async fn wait_landed(&self, session: &str, n: i64) {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{n} events of {session} in postgres"),
+            || async { (self.events_landed(session).await == n).then_some(()) },
+        )
+        .await;
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339()
+}
+
+fn sample_events() -> Value {
+    json!([
+        {"occurred_at": now(), "kind": "file_edit", "data": {"path": "src/lib.rs", "lines_added": 12}},
+        {"occurred_at": now(), "kind": "command", "data": {"command": "cargo test", "exit_code": 101, "output": "error[E0425]"}},
+        {"occurred_at": now(), "kind": "error", "data": {"message": "cannot find value `x`", "file": "src/lib.rs", "line": 7}},
+        {"occurred_at": now(), "kind": "llm_call", "data": {"provider": "anthropic", "model": "claude", "input_tokens": 900, "output_tokens": 120, "cost_usd": 0.004, "status": "ok"}},
+        {"occurred_at": now(), "kind": "user_message", "data": {"text": "please fix the test"}},
+    ])
+}
+
+#[tokio::test]
+async fn end_to_end_http_kafka_postgres() {
+    let app = spawn_app().await;
+    let sid = app.start_session(ACME_KEY).await;
+    let (status, body, _) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/events/batch",
+            &json!({"session_id": sid, "events": sample_events()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["accepted"], 5);
+    let (status, _, _) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/sessions/end",
+            &json!({"session_id": sid, "status": "completed"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+
+    app.wait_landed(&sid, 5).await;
+    let session = eventually(Duration::from_secs(30), "session ended", || async {
+        let (_, s) = app.get(ACME_KEY, &format!("/v1/sessions/{sid}")).await;
+        (s["status"] == "completed").then_some(s)
+    })
+    .await;
+    assert_eq!(session["agent_name"], "claude-code");
+    assert_eq!(session["tenant_id"], "acme");
+    assert_eq!(session["placeholder"], false);
+
+    // Stored rows carry what was sent, the hash and the derived columns.
+    let failures = app
+        .db
+        .count(&format!(
+            "SELECT count(*) FROM events WHERE session_id = '{sid}' AND is_failure"
+        ))
+        .await;
+    assert_eq!(failures, 2, "failing command and error");
+    let hashes = app
+        .db
+        .count(&format!(
+            "SELECT count(DISTINCT event_hash) FROM events WHERE session_id = '{sid}'"
+        ))
+        .await;
+    assert_eq!(hashes, 5);
+
+    // Pagination walks every event exactly once, in event-time order.
+    let mut seen = Vec::new();
+    let mut path = format!("/v1/sessions/{sid}/events?limit=2");
+    loop {
+        let (status, page) = app.get(ACME_KEY, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for e in page["events"].as_array().unwrap() {
+            seen.push((
+                e["occurred_at"].as_str().unwrap().to_owned(),
+                e["kind"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/sessions/{sid}/events?limit=2&after={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "events come back in event-time order");
+}
+
+#[tokio::test]
+async fn the_same_batch_twice_lands_once() {
+    let app = spawn_app().await;
+    let sid = app.start_session(ACME_KEY).await;
+    let batch = json!({"session_id": sid, "events": sample_events()});
+    let (s1, b1, _) = app.post(Some(ACME_KEY), "/v1/events/batch", &batch).await;
+    assert_eq!(
+        (s1, b1["accepted"].as_u64()),
+        (StatusCode::ACCEPTED, Some(5))
+    );
+    app.wait_landed(&sid, 5).await;
+    let (s2, b2, _) = app.post(Some(ACME_KEY), "/v1/events/batch", &batch).await;
+    assert_eq!(s2, StatusCode::ACCEPTED);
+    assert_eq!(b2["duplicates"], 5, "{b2}");
+    assert_eq!(b2["accepted"], 0);
+    // Same ids and hashes both times.
+    assert_eq!(
+        b1["results"],
+        b2["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                r["status"] = json!("accepted");
+                r
+            })
+            .collect::<Value>()
+    );
+    // Duplicates inside one batch are caught too.
+    let ev = json!({"occurred_at": now(), "kind": "agent_action", "data": {"action": "plan"}});
+    let (_, b3, _) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/events/batch",
+            &json!({"session_id": sid, "events": [ev, ev]}),
+        )
+        .await;
+    assert_eq!(
+        (b3["accepted"].as_u64(), b3["duplicates"].as_u64()),
+        (Some(1), Some(1))
+    );
+    app.wait_landed(&sid, 6).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.events_landed(&sid).await, 6, "nothing landed twice");
+}
+
+#[tokio::test]
+async fn invalid_events_get_their_index_and_reason_and_never_land() {
+    let app = spawn_app().await;
+    let sid = app.start_session(ACME_KEY).await;
+    let events = json!([
+        {"occurred_at": now(), "kind": "file_edit", "data": {"path": "ok.rs"}},
+        {"occurred_at": now(), "kind": "telepathy"},
+        {"occurred_at": "2001-01-01T00:00:00Z", "kind": "user_message"},
+        {"occurred_at": now(), "kind": "command", "data": {"command": "make", "exitcode": 2}},
+        {"occurred_at": now(), "kind": "error", "data": {"message": "x".repeat(20_000)}},
+        {"occurred_at": now(), "kind": "user_message", "session_id": "not-a-uuid"},
+    ]);
+    let (status, body, _) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/events/batch",
+            &json!({"session_id": sid, "events": events}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(1), Some(5))
+    );
+    let reasons: Vec<(u64, String, String)> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "rejected")
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["errors"][0]["field"].as_str().unwrap().to_owned(),
+                r["errors"][0]["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (1, "kind".into(), "unknown_kind".into()),
+            (2, "occurred_at".into(), "timestamp_out_of_range".into()),
+            (3, "data.exitcode".into(), "invalid_data".into()),
+            (4, "data.message".into(), "too_large".into()),
+            (5, "session_id".into(), "invalid_id".into()),
+        ]
+    );
+    app.wait_landed(&sid, 1).await;
+
+    // A batch with nothing valid is 422 with every reason.
+    let (status, body, _) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/events/batch",
+            &json!({"session_id": sid, "events": [{"kind": "file_edit"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "all_rejected");
+    assert_eq!(
+        body["error"]["details"][0]["errors"][0]["field"],
+        "occurred_at"
+    );
+
+    // Malformed bodies and invalid single submissions.
+    let resp = app
+        .http
+        .post(format!("{}/v1/events/batch", app.base))
+        .bearer_auth(ACME_KEY)
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_json"
+    );
+    let (status, body, _) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/sessions/start",
+            &json!({"source": "fax"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["details"][0]["field"], "agent_name");
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        app.events_landed(&sid).await,
+        1,
+        "nothing invalid was written"
+    );
+}
+
+#[tokio::test]
+async fn size_limits_answer_413() {
+    let app = spawn_app_on(&shared_brokers(), false).await;
+    let many: Vec<Value> = (0..51).map(|_| json!({"kind": "user_message"})).collect();
+    let (status, body, _) = app
+        .post(Some(ACME_KEY), "/v1/events/batch", &json!({"events": many}))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    let big =
+        json!({"events": [{"kind": "user_message", "data": {"text": "x".repeat(300 * 1024)}}]});
+    let (status, body, _) = app.post(Some(ACME_KEY), "/v1/events/batch", &big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("limit"));
+}
+
+#[tokio::test]
+async fn authentication_and_tenant_isolation() {
+    let app = spawn_app().await;
+    for key in [None, Some("wrong-key-0123456789")] {
+        let (status, body, headers) = app
+            .post(key, "/v1/sessions/start", &json!({"agent_name": "x"}))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["code"], "unauthorized");
+        assert_eq!(headers["www-authenticate"], "Bearer");
+    }
+    let sid = app.start_session(ACME_KEY).await;
+    let (s, _, _) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/events/batch",
+            &json!({"session_id": sid, "events": sample_events()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    app.wait_landed(&sid, 5).await;
+
+    let (status, _) = app.get(ACME_KEY, &format!("/v1/sessions/{sid}")).await;
+    assert_eq!(status, StatusCode::OK);
+    // Another tenant sees nothing, and cannot tell it exists.
+    let (status, body) = app.get(GLOBEX_KEY, &format!("/v1/sessions/{sid}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (missing_status, missing_body) = app
+        .get(
+            GLOBEX_KEY,
+            &format!("/v1/sessions/{}", uuid::Uuid::now_v7()),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (missing_status, missing_body.clone()),
+        "same answer as a missing session"
+    );
+    let (status, _) = app
+        .get(GLOBEX_KEY, &format!("/v1/sessions/{sid}/events"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Globex writing into Acme's session does not attach events to it.
+    let (s, _, _) = app.post(Some(GLOBEX_KEY), "/v1/events/batch", &json!({"session_id": sid, "events": [{"occurred_at": now(), "kind": "user_message", "data": {"text": "intruder"}}]})).await;
+    assert_eq!(
+        s,
+        StatusCode::ACCEPTED,
+        "accepted into Kafka, refused at landing"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.events_landed(&sid).await, 5);
+    assert_eq!(
+        app.db
+            .count("SELECT count(*) FROM events WHERE tenant_id = 'globex'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn broker_down_gives_503_never_202_and_recovers() {
+    let mut broker = PrivateBroker::start();
+    let mut app = spawn_app_on(&broker.brokers(), false).await;
+    let sid = uuid::Uuid::now_v7().to_string();
+    let batch = |text: &str| json!({"session_id": sid, "events": [{"occurred_at": now(), "kind": "user_message", "data": {"text": text}}]});
+
+    broker.stop();
+    for i in 0..3 {
+        let (status, body, headers) = app
+            .post(
+                Some(ACME_KEY),
+                "/v1/events/batch",
+                &batch(&format!("lost {i}")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "unavailable");
+        assert!(headers.contains_key("retry-after"));
+    }
+    let (status, _) = app.get(ACME_KEY, "/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+
+    broker.restart();
+    // Tansu's memory storage comes back empty: recreate the topics, as an
+    // operator (or the sink at start-up) would.
+    let topics = achilles_core::topics::Topics::new(app.settings.kafka.topic_prefix.clone());
+    achilles_core::kafka::ensure_topics(&app.settings.kafka, &topics)
+        .await
+        .unwrap();
+    let body = eventually(
+        Duration::from_secs(60),
+        "202 after the broker is back",
+        || async {
+            let (status, body, _) = app
+                .post(Some(ACME_KEY), "/v1/events/batch", &batch("kept"))
+                .await;
+            (status == StatusCode::ACCEPTED).then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(body["accepted"], 1);
+    app.start_sink().await;
+    app.wait_landed(&sid, 1).await;
+    let text = sqlx::query_scalar::<_, String>("SELECT data->>'text' FROM events")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(text, "kept", "only the acknowledged event exists");
+}
+
+#[tokio::test]
+async fn probes_metrics_and_openapi() {
+    let app = spawn_app_on(&shared_brokers(), false).await;
+    let (status, body) = app.get(ACME_KEY, "/readyz").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, doc) = app.get(ACME_KEY, "/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["paths"]["/v1/events/batch"]["post"].is_object());
+    let _ = app.post(None, "/v1/sessions/start", &json!({})).await;
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"achilles_http_requests_total{method="POST",route="/v1/sessions/start",status="401"}"#
+        ),
+        "{text}"
+    );
+}

@@ -1,0 +1,14 @@
+//! `achilles-raw-sink`: runs the landing and intake-gate consumers until
+//! SIGTERM, then drains within `sink.shutdown_deadline_ms`.
+
+use achilles_core::config::Settings;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    achilles_core::telemetry::init(&settings.log);
+    let sink = achilles_raw_sink::RawSink::build(settings).await?;
+    tracing::info!(ops = %sink.ops_addr(), "achilles-raw-sink running");
+    sink.run_until(achilles_core::shutdown::signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! Integration tests of the raw sink against a real broker and Postgres:
+//! direct-to-Kafka intake, dead-lettering, idempotent replays and crash
+//! recovery of the real binary under SIGKILL.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use achilles_core::config::Settings;
+use achilles_core::model::submission::{
+    from_json, Context, EventSubmission, SessionStartSubmission,
+};
+use achilles_core::model::{Limits, TenantId};
+use achilles_core::secrecy::{ExposeSecret, SecretString};
+use achilles_core::topics::{Topic, Topics};
+use achilles_core::wire::dead_letter::decode_dead_letter;
+use achilles_core::wire::{encode_envelope, headers, Envelope, Record};
+use achilles_raw_sink::RawSink;
+use achilles_test_support::{
+    eventually, read_topic, settings, shared_brokers, unique_prefix, TestDb,
+};
+use chrono::Utc;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+const ACME_KEY: &str = "acme-key-0123456789";
+
+struct TestSink {
+    db: TestDb,
+    settings: Settings,
+    topics: Topics,
+    producer: FutureProducer,
+    _stop: Option<oneshot::Sender<()>>,
+}
+
+/// A fresh database and topic prefix; the sink runs in-process unless
+/// `in_process` is false (the SIGKILL test runs the real binary).
+async fn spawn_sink(in_process: bool) -> TestSink {
+    let db = TestDb::fresh().await;
+    let mut s = settings(&db, &shared_brokers(), &unique_prefix());
+    s.auth.keys = SecretString::from(format!("acme={ACME_KEY}"));
+    s.sink.batch_max_records = 200;
+    let topics = Topics::new(s.kafka.topic_prefix.clone());
+    achilles_core::kafka::ensure_topics(&s.kafka, &topics)
+        .await
+        .expect("topics");
+    let producer = achilles_core::kafka::producer(&s.kafka).expect("producer");
+    let mut t = TestSink {
+        db,
+        settings: s,
+        topics,
+        producer,
+        _stop: None,
+    };
+    if in_process {
+        let sink = RawSink::build(t.settings.clone())
+            .await
+            .expect("sink builds");
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(sink.run_until(async move {
+            let _ = rx.await;
+        }));
+        t._stop = Some(tx);
+    }
+    t
+}
+
+impl TestSink {
+    async fn produce(&self, topic: Topic, key: &str, payload: &[u8], api_key: Option<&str>) {
+        let mut h = OwnedHeaders::new();
+        if let Some(k) = api_key {
+            h = h.insert(Header {
+                key: headers::API_KEY,
+                value: Some(k),
+            });
+        }
+        let name = self.topics.name(topic);
+        let rec = FutureRecord::to(&name).key(key).payload(payload).headers(h);
+        self.producer
+            .send(rec, Duration::from_secs(10))
+            .await
+            .expect("produce");
+    }
+
+    async fn dead_letters(&self, want: usize) -> Vec<achilles_test_support::TopicRecord> {
+        self.dead_letters_within(want, Duration::from_secs(30))
+            .await
+    }
+
+    async fn dead_letters_within(
+        &self,
+        want: usize,
+        wait: Duration,
+    ) -> Vec<achilles_test_support::TopicRecord> {
+        read_topic(
+            &self.settings.kafka.brokers,
+            &self.topics.name(Topic::DeadLetter),
+            want,
+            wait,
+        )
+        .await
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.db.count(sql).await
+    }
+}
+
+fn acme() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+/// Canonical envelopes for one session: a start and `n` events.
+fn session_envelopes(n: usize) -> (String, Vec<Envelope>) {
+    let now = Utc::now();
+    let limits = Limits::default();
+    let tenant = acme();
+    let ctx = Context {
+        tenant: &tenant,
+        now,
+        limits: &limits,
+    };
+    let start: SessionStartSubmission =
+        from_json(json!({"agent_name": "aider", "source": "sdk"})).unwrap();
+    let start = start.validate(ctx).unwrap();
+    let sid = start.session_id.to_string();
+    let mut out = vec![Envelope {
+        ingested_at: now,
+        record: Record::SessionStart(start),
+    }];
+    for i in 0..n {
+        let ev: EventSubmission = from_json(json!({
+            "session_id": sid, "occurred_at": now.to_rfc3339(), "kind": "command",
+            "data": {"command": format!("step {i}"), "exit_code": (i % 3) as i32}
+        }))
+        .unwrap();
+        out.push(Envelope {
+            ingested_at: now,
+            record: Record::Event(ev.validate(ctx, None).unwrap()),
+        });
+    }
+    (sid, out)
+}
+
+#[tokio::test]
+async fn direct_intake_lands_valid_records_and_dead_letters_the_rest() {
+    let t = spawn_sink(true).await;
+    let sid = uuid::Uuid::now_v7().to_string();
+    let good = json!({"event": {"session_id": sid, "occurred_at": Utc::now().to_rfc3339(),
+        "kind": "test_run", "data": {"framework": "pytest", "passed": 3, "failed": 1}}});
+    t.produce(
+        Topic::Intake,
+        &sid,
+        good.to_string().as_bytes(),
+        Some(ACME_KEY),
+    )
+    .await;
+    let bad =
+        json!({"event": {"session_id": sid, "kind": "test_run", "data": {"framework": "pytest"}}});
+    t.produce(
+        Topic::Intake,
+        &sid,
+        bad.to_string().as_bytes(),
+        Some(ACME_KEY),
+    )
+    .await;
+    t.produce(Topic::Intake, &sid, good.to_string().as_bytes(), None)
+        .await;
+    t.produce(Topic::Intake, &sid, b"\x00garbage", Some(ACME_KEY))
+        .await;
+
+    let dlq = t.dead_letters(3).await;
+    assert_eq!(dlq.len(), 3, "three records dead-lettered");
+    let mut codes: Vec<&str> = dlq
+        .iter()
+        .map(|r| r.header(headers::DLQ_REASON_CODE).unwrap())
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        vec!["invalid_json", "missing_field", "unauthenticated"]
+    );
+    let missing = dlq
+        .iter()
+        .find(|r| r.header(headers::DLQ_REASON_CODE) == Some("missing_field"))
+        .unwrap();
+    let reason = missing.header(headers::DLQ_REASON).unwrap();
+    assert!(
+        reason.contains("occurred_at") && reason.contains("passed"),
+        "{reason}"
+    );
+    let rec = decode_dead_letter(&missing.payload).unwrap();
+    assert_eq!(
+        rec.payload,
+        bad.to_string().as_bytes(),
+        "the original bytes are kept"
+    );
+    assert_eq!(rec.source_topic, t.topics.name(Topic::Intake));
+
+    eventually(
+        Duration::from_secs(30),
+        "the valid intake record lands",
+        || async {
+            (t.count(&format!(
+                "SELECT count(*) FROM events WHERE session_id = '{sid}' AND tenant_id = 'acme'"
+            ))
+            .await
+                == 1)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM sessions WHERE id = '{sid}' AND placeholder"
+        ))
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn poison_on_the_events_topic_is_parked_and_processing_continues() {
+    let t = spawn_sink(true).await;
+    let (sid, envs) = session_envelopes(3);
+    t.produce(Topic::Events, &sid, b"not avro at all", None)
+        .await;
+    for e in &envs {
+        t.produce(Topic::Events, &sid, &encode_envelope(e), None)
+            .await;
+    }
+    eventually(
+        Duration::from_secs(30),
+        "valid records land after the poison",
+        || async {
+            (t.count(&format!(
+                "SELECT count(*) FROM events WHERE session_id = '{sid}'"
+            ))
+            .await
+                == 3)
+                .then_some(())
+        },
+    )
+    .await;
+    let dlq = t.dead_letters(1).await;
+    assert_eq!(
+        dlq[0].header(headers::DLQ_REASON_CODE),
+        Some("unknown_encoding")
+    );
+}
+
+#[tokio::test]
+async fn replaying_the_topic_creates_no_duplicates() {
+    let t = spawn_sink(true).await;
+    let (sid, envs) = session_envelopes(20);
+    for _round in 0..3 {
+        for e in &envs {
+            t.produce(Topic::Events, &sid, &encode_envelope(e), None)
+                .await;
+        }
+    }
+    eventually(Duration::from_secs(30), "20 events", || async {
+        (t.count(&format!(
+            "SELECT count(*) FROM events WHERE session_id = '{sid}'"
+        ))
+        .await
+            == 20)
+            .then_some(())
+    })
+    .await;
+    // Give the replays time to be processed, then check again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM events WHERE session_id = '{sid}'"
+        ))
+        .await,
+        20
+    );
+    assert_eq!(t.count("SELECT count(*) FROM sessions").await, 1);
+    let dlq = t.dead_letters_within(1, Duration::from_secs(8)).await;
+    assert!(dlq.is_empty(), "duplicates are not errors");
+}
+
+fn spawn_binary(s: &Settings) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_achilles-raw-sink"))
+        .env("DATABASE_URL", s.database.url.expose_secret())
+        .env("ACHILLES_KAFKA__BROKERS", &s.kafka.brokers)
+        .env("ACHILLES_KAFKA__TOPIC_PREFIX", &s.kafka.topic_prefix)
+        .env("ACHILLES_SINK__GROUP_ID", &s.sink.group_id)
+        .env("ACHILLES_SINK__GATE_GROUP_ID", &s.sink.gate_group_id)
+        .env("ACHILLES_SINK__METRICS_LISTEN", "127.0.0.1:0")
+        .env("ACHILLES_SINK__BATCH_MAX_RECORDS", "100")
+        .env("ACHILLES_LOG_FORMAT", "pretty")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn achilles-raw-sink")
+}
+
+#[tokio::test]
+async fn sigkill_mid_stream_then_restart_leaves_exactly_one_row_per_event() {
+    const N: i64 = 4000;
+    let t = spawn_sink(false).await;
+    let (sid, envs) = session_envelopes(N as usize);
+    // Produce everything first, then let the sink chew through it.
+    let name = t.topics.name(Topic::Events);
+    let payloads: Vec<Vec<u8>> = envs.iter().map(encode_envelope).collect();
+    let sends: Vec<_> = payloads
+        .iter()
+        .map(|p| {
+            t.producer.send(
+                FutureRecord::to(&name).key(&sid).payload(p),
+                Duration::from_secs(30),
+            )
+        })
+        .collect();
+    for r in futures::future::join_all(sends).await {
+        r.expect("produce");
+    }
+
+    let mut child = spawn_binary(&t.settings);
+    let landed = eventually(
+        Duration::from_secs(60),
+        "some but not all events landed",
+        || async {
+            let n = t
+                .count(&format!(
+                    "SELECT count(*) FROM events WHERE session_id = '{sid}'"
+                ))
+                .await;
+            (n > 0).then_some(n)
+        },
+    )
+    .await;
+    child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix.
+    child.wait().unwrap();
+    let after_kill = t
+        .count(&format!(
+            "SELECT count(*) FROM events WHERE session_id = '{sid}'"
+        ))
+        .await;
+    assert!(
+        after_kill < N,
+        "the kill must land mid-stream (landed {landed}, then {after_kill} of {N})"
+    );
+
+    let mut child = spawn_binary(&t.settings);
+    eventually(
+        Duration::from_secs(120),
+        "all events after restart",
+        || async {
+            (t.count(&format!(
+                "SELECT count(*) FROM events WHERE session_id = '{sid}'"
+            ))
+            .await
+                == N)
+                .then_some(())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM events WHERE session_id = '{sid}'"
+        ))
+        .await,
+        N
+    );
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(DISTINCT event_hash) FROM events WHERE session_id = '{sid}'"
+        ))
+        .await,
+        N
+    );
+    let commands: Value =
+        sqlx::query_scalar("SELECT to_jsonb(array_agg(DISTINCT data->>'command')) FROM events")
+            .fetch_one(&t.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        commands.as_array().unwrap().len() as i64,
+        N,
+        "every distinct event is there"
+    );
+}

@@ -1,0 +1,337 @@
+//! Writes of the stream processor: processed-event marks, per-session
+//! state, clusters, correlations, fixes and session summaries. All take the
+//! caller's transaction, which also carries the consumer offsets.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
+
+/// Marks events as applied; returns the hashes that were *not* applied
+/// before (the ones to process now).
+pub async fn mark_seen(
+    tx: &mut Transaction<'_, Postgres>,
+    events: &[(String, Uuid)],
+) -> Result<HashSet<String>, sqlx::Error> {
+    if events.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let hashes: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
+    let sessions: Vec<Uuid> = events.iter().map(|e| e.1).collect();
+    let fresh: Vec<String> = sqlx::query_scalar(
+        "INSERT INTO processor_seen (event_hash, session_id)
+         SELECT * FROM UNNEST($1::text[], $2::uuid[])
+         ON CONFLICT DO NOTHING RETURNING event_hash",
+    )
+    .bind(&hashes)
+    .bind(&sessions)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(fresh.into_iter().collect())
+}
+
+/// Loads (and locks) the stored state of `sessions`.
+pub async fn load_states(
+    tx: &mut Transaction<'_, Postgres>,
+    sessions: &[Uuid],
+) -> Result<HashMap<Uuid, Value>, sqlx::Error> {
+    let rows: Vec<(Uuid, Value)> = sqlx::query_as(
+        "SELECT session_id, state FROM processor_sessions WHERE session_id = ANY($1) ORDER BY session_id FOR UPDATE",
+    )
+    .bind(sessions)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+pub async fn save_states(
+    tx: &mut Transaction<'_, Postgres>,
+    states: &[(Uuid, &str, Value)],
+) -> Result<(), sqlx::Error> {
+    if states.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = states.iter().map(|s| s.0).collect();
+    let tenants: Vec<&str> = states.iter().map(|s| s.1).collect();
+    let values: Vec<&Value> = states.iter().map(|s| &s.2).collect();
+    sqlx::query(
+        "INSERT INTO processor_sessions (session_id, tenant_id, version, state)
+         SELECT id, t, 1, s FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) AS u(id, t, s)
+         ON CONFLICT (session_id) DO UPDATE SET state = EXCLUDED.state,
+             version = processor_sessions.version + 1, updated_at = now()",
+    )
+    .bind(&ids)
+    .bind(&tenants)
+    .bind(&values)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Occurrences of one cluster in one session within a batch.
+#[derive(Debug, Clone)]
+pub struct ClusterDelta {
+    pub tenant: String,
+    pub cluster_id: String,
+    pub template: String,
+    pub session_id: Uuid,
+    pub count: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub samples: Vec<String>,
+}
+
+/// Adds occurrences to clusters and their per-session rows. Returns how
+/// many clusters were new.
+pub async fn add_cluster_occurrences(
+    tx: &mut Transaction<'_, Postgres>,
+    deltas: &[ClusterDelta],
+) -> Result<u64, sqlx::Error> {
+    if deltas.is_empty() {
+        return Ok(0);
+    }
+    // Per-cluster totals first (a cluster may appear in several sessions).
+    let mut per_cluster: HashMap<
+        (&str, &str),
+        (&str, i64, DateTime<Utc>, DateTime<Utc>, Vec<&str>),
+    > = HashMap::new();
+    for d in deltas {
+        let e = per_cluster
+            .entry((d.tenant.as_str(), d.cluster_id.as_str()))
+            .or_insert((
+                d.template.as_str(),
+                0,
+                d.first_seen,
+                d.last_seen,
+                Vec::new(),
+            ));
+        e.1 += d.count;
+        e.2 = e.2.min(d.first_seen);
+        e.3 = e.3.max(d.last_seen);
+        e.4.extend(
+            d.samples
+                .iter()
+                .map(String::as_str)
+                .take(5usize.saturating_sub(e.4.len())),
+        );
+    }
+    let mut keys: Vec<_> = per_cluster.into_iter().collect();
+    // A stable order avoids deadlocks between instances upserting the same
+    // clusters in one statement.
+    keys.sort_by(|a, b| a.0.cmp(&b.0));
+    let tenants: Vec<&str> = keys.iter().map(|k| k.0 .0).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.0 .1).collect();
+    let templates: Vec<&str> = keys.iter().map(|k| k.1 .0).collect();
+    let counts: Vec<i64> = keys.iter().map(|k| k.1 .1).collect();
+    let firsts: Vec<DateTime<Utc>> = keys.iter().map(|k| k.1 .2).collect();
+    let lasts: Vec<DateTime<Utc>> = keys.iter().map(|k| k.1 .3).collect();
+    let samples: Vec<Value> = keys.iter().map(|k| Value::from(k.1 .4.clone())).collect();
+    let inserted: Vec<bool> = sqlx::query_scalar(
+        "INSERT INTO error_clusters (tenant_id, id, template, first_seen, last_seen, occurrence_count, sample_messages)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+                              $6::bigint[], $7::jsonb[])
+         ON CONFLICT (tenant_id, id) DO UPDATE SET
+             first_seen = LEAST(error_clusters.first_seen, EXCLUDED.first_seen),
+             last_seen = GREATEST(error_clusters.last_seen, EXCLUDED.last_seen),
+             occurrence_count = error_clusters.occurrence_count + EXCLUDED.occurrence_count,
+             sample_messages = (SELECT coalesce(jsonb_agg(x), '[]'::jsonb) FROM (
+                 SELECT x FROM jsonb_array_elements(error_clusters.sample_messages || EXCLUDED.sample_messages) AS x
+                 LIMIT 5) AS s),
+             updated_at = now()
+         RETURNING (xmax = 0)",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .bind(&templates)
+    .bind(&firsts)
+    .bind(&lasts)
+    .bind(&counts)
+    .bind(&samples)
+    .fetch_all(&mut **tx)
+    .await?;
+
+    let mut rows: Vec<&ClusterDelta> = deltas.iter().collect();
+    rows.sort_by(|a, b| {
+        (&a.tenant, &a.cluster_id, a.session_id).cmp(&(&b.tenant, &b.cluster_id, b.session_id))
+    });
+    let t: Vec<&str> = rows.iter().map(|d| d.tenant.as_str()).collect();
+    let c: Vec<&str> = rows.iter().map(|d| d.cluster_id.as_str()).collect();
+    let s: Vec<Uuid> = rows.iter().map(|d| d.session_id).collect();
+    let n: Vec<i64> = rows.iter().map(|d| d.count).collect();
+    let f: Vec<DateTime<Utc>> = rows.iter().map(|d| d.first_seen).collect();
+    let l: Vec<DateTime<Utc>> = rows.iter().map(|d| d.last_seen).collect();
+    sqlx::query(
+        "INSERT INTO error_cluster_sessions (tenant_id, cluster_id, session_id, occurrence_count, first_seen, last_seen)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::bigint[], $5::timestamptz[], $6::timestamptz[])
+         ON CONFLICT (tenant_id, cluster_id, session_id) DO UPDATE SET
+             occurrence_count = error_cluster_sessions.occurrence_count + EXCLUDED.occurrence_count,
+             first_seen = LEAST(error_cluster_sessions.first_seen, EXCLUDED.first_seen),
+             last_seen = GREATEST(error_cluster_sessions.last_seen, EXCLUDED.last_seen)",
+    )
+    .bind(&t)
+    .bind(&c)
+    .bind(&s)
+    .bind(&n)
+    .bind(&f)
+    .bind(&l)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE error_clusters e SET session_count =
+             (SELECT count(*) FROM error_cluster_sessions s WHERE s.tenant_id = e.tenant_id AND s.cluster_id = e.id)
+         FROM UNNEST($1::text[], $2::text[]) AS k(t, c)
+         WHERE e.tenant_id = k.t AND e.id = k.c",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.into_iter().filter(|b| *b).count() as u64)
+}
+
+/// One correlation row.
+#[derive(Debug, Clone)]
+pub struct CorrelationRow {
+    pub tenant: String,
+    pub session_id: Uuid,
+    pub cause: Uuid,
+    pub effect: Uuid,
+    pub match_kind: &'static str,
+    pub file_path: String,
+    pub gap_ms: i64,
+    pub confidence: f64,
+    pub cause_at: DateTime<Utc>,
+    pub effect_at: DateTime<Utc>,
+}
+
+pub async fn insert_correlations(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[CorrelationRow],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&CorrelationRow) -> String| rows.iter().map(f).collect::<Vec<String>>();
+    let tenants = col(|r| r.tenant.clone());
+    let kinds = col(|r| r.match_kind.to_owned());
+    let paths = col(|r| r.file_path.clone());
+    let sessions: Vec<Uuid> = rows.iter().map(|r| r.session_id).collect();
+    let causes: Vec<Uuid> = rows.iter().map(|r| r.cause).collect();
+    let effects: Vec<Uuid> = rows.iter().map(|r| r.effect).collect();
+    let gaps: Vec<i64> = rows.iter().map(|r| r.gap_ms).collect();
+    let conf: Vec<f64> = rows.iter().map(|r| r.confidence).collect();
+    let cause_at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.cause_at).collect();
+    let effect_at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.effect_at).collect();
+    sqlx::query(
+        "INSERT INTO event_correlations (tenant_id, session_id, cause_event_id, effect_event_id, match_kind,
+                                         file_path, gap_ms, confidence, cause_at, effect_at)
+         SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
+                              $7::bigint[], $8::float8[], $9::timestamptz[], $10::timestamptz[])
+         ON CONFLICT (cause_event_id, effect_event_id) DO NOTHING",
+    )
+    .bind(&tenants)
+    .bind(&sessions)
+    .bind(&causes)
+    .bind(&effects)
+    .bind(&kinds)
+    .bind(&paths)
+    .bind(&gaps)
+    .bind(&conf)
+    .bind(&cause_at)
+    .bind(&effect_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Records fixes; a fix only ever moves earlier.
+pub async fn apply_fixes(
+    tx: &mut Transaction<'_, Postgres>,
+    fixes: &[(Uuid, Uuid, Uuid, DateTime<Utc>)],
+) -> Result<(), sqlx::Error> {
+    if fixes.is_empty() {
+        return Ok(());
+    }
+    let causes: Vec<Uuid> = fixes.iter().map(|f| f.0).collect();
+    let effects: Vec<Uuid> = fixes.iter().map(|f| f.1).collect();
+    let by: Vec<Uuid> = fixes.iter().map(|f| f.2).collect();
+    let at: Vec<DateTime<Utc>> = fixes.iter().map(|f| f.3).collect();
+    sqlx::query(
+        "UPDATE event_correlations c SET fixed_by_event_id = t.by, fixed_at = t.at
+         FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[]) AS t(cause, effect, by, at)
+         WHERE c.cause_event_id = t.cause AND c.effect_event_id = t.effect
+           AND (c.fixed_at IS NULL OR c.fixed_at > t.at)",
+    )
+    .bind(&causes)
+    .bind(&effects)
+    .bind(&by)
+    .bind(&at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The summary columns of one session.
+#[derive(Debug, Clone)]
+pub struct SummaryRow {
+    pub session_id: Uuid,
+    pub event_count: i64,
+    pub error_count: i64,
+    pub error_density: f64,
+    pub agent_activity_score: f64,
+    pub duration_ms: Option<i64>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub first_event_at: Option<DateTime<Utc>>,
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub summary_final: bool,
+}
+
+pub async fn update_summaries(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[SummaryRow],
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.session_id).collect();
+    let ec: Vec<i64> = rows.iter().map(|r| r.event_count).collect();
+    let er: Vec<i64> = rows.iter().map(|r| r.error_count).collect();
+    let ed: Vec<f64> = rows.iter().map(|r| r.error_density).collect();
+    let act: Vec<f64> = rows.iter().map(|r| r.agent_activity_score).collect();
+    let dur: Vec<Option<i64>> = rows.iter().map(|r| r.duration_ms).collect();
+    let it: Vec<i64> = rows.iter().map(|r| r.input_tokens).collect();
+    let ot: Vec<i64> = rows.iter().map(|r| r.output_tokens).collect();
+    let cost: Vec<f64> = rows.iter().map(|r| r.cost_usd).collect();
+    let first: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.first_event_at).collect();
+    let last: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.last_event_at).collect();
+    let fin: Vec<bool> = rows.iter().map(|r| r.summary_final).collect();
+    sqlx::query(
+        "UPDATE sessions s SET event_count = t.ec, error_count = t.er, error_density = t.ed,
+                agent_activity_score = t.act, duration_ms = t.dur, input_tokens = t.it,
+                output_tokens = t.ot, cost_usd = t.cost, first_event_at = t.first,
+                last_event_at = t.last, summary_final = t.fin, updated_at = now()
+         FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[], $6::bigint[],
+                     $7::bigint[], $8::bigint[], $9::float8[], $10::timestamptz[], $11::timestamptz[], $12::bool[])
+              AS t(id, ec, er, ed, act, dur, it, ot, cost, first, last, fin)
+         WHERE s.id = t.id",
+    )
+    .bind(&ids)
+    .bind(&ec)
+    .bind(&er)
+    .bind(&ed)
+    .bind(&act)
+    .bind(&dur)
+    .bind(&it)
+    .bind(&ot)
+    .bind(&cost)
+    .bind(&first)
+    .bind(&last)
+    .bind(&fin)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Publishing canonical envelopes to the events topic and waiting for the
+//! broker's acknowledgement of every one of them.
+//!
+//! "Accepted" in Achilles means "the broker has it": callers get `Ok` only
+//! once every record of the call was acknowledged with `acks=all`. Any
+//! failure is reported as retryable; records of a failed call that did get
+//! through are harmless on retry because everything downstream dedups on
+//! the event hash.
+
+use std::time::Instant;
+
+use futures::future::join_all;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use crate::error::{Classify, Disposition};
+use crate::metrics;
+use crate::topics::{Topic, Topics};
+use crate::wire::{codec, headers, Envelope};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The local producer queue is full: the broker is slower than intake.
+    #[error("the producer queue is full")]
+    QueueFull,
+    /// The broker did not acknowledge within `message.timeout.ms`.
+    #[error("the broker did not acknowledge in time: {0}")]
+    Unavailable(String),
+    #[error("kafka error: {0}")]
+    Kafka(String),
+}
+
+impl PublishError {
+    /// Low-cardinality label for the backpressure metric.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::QueueFull => "queue_full",
+            Self::Unavailable(_) => "broker_unavailable",
+            Self::Kafka(_) => "kafka_error",
+        }
+    }
+}
+
+impl Classify for PublishError {
+    fn disposition(&self) -> Disposition {
+        Disposition::Retry
+    }
+    fn reason_code(&self) -> &'static str {
+        self.cause()
+    }
+}
+
+fn classify(e: KafkaError) -> PublishError {
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::QueueFull) => PublishError::QueueFull,
+        Some(
+            RDKafkaErrorCode::MessageTimedOut
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::RequestTimedOut,
+        ) => PublishError::Unavailable(e.to_string()),
+        _ => PublishError::Kafka(e.to_string()),
+    }
+}
+
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl Publisher {
+    pub fn new(producer: FutureProducer, topics: &Topics) -> Self {
+        Self {
+            producer,
+            topic: topics.name(Topic::Events),
+        }
+    }
+
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Publishes all envelopes (keyed by session) and waits for every ack.
+    #[tracing::instrument(skip_all, fields(records = envelopes.len()), err)]
+    pub async fn publish(
+        &self,
+        envelopes: &[Envelope],
+        traceparent: Option<&str>,
+    ) -> Result<(), PublishError> {
+        let started = Instant::now();
+        let mut pending = Vec::with_capacity(envelopes.len());
+        let mut first_error = None;
+        for env in envelopes {
+            let key = env.record.session_id().to_string();
+            let payload = codec::encode_envelope(env);
+            let mut hdrs = OwnedHeaders::new().insert(Header {
+                key: headers::CONTENT_TYPE,
+                value: Some(headers::ENVELOPE_CONTENT_TYPE),
+            });
+            if let Some(tp) = traceparent {
+                hdrs = hdrs.insert(Header {
+                    key: headers::TRACEPARENT,
+                    value: Some(tp),
+                });
+            }
+            let record = FutureRecord::to(&self.topic)
+                .key(&key)
+                .payload(&payload)
+                .headers(hdrs);
+            // `send_result` enqueues without waiting: a full queue fails
+            // here at once rather than blocking the request.
+            match self.producer.send_result(record) {
+                Ok(delivery) => pending.push(delivery),
+                Err((e, _)) => {
+                    first_error = Some(classify(e));
+                    break;
+                }
+            }
+        }
+        metrics::PRODUCER_QUEUE.set(i64::from(self.producer.in_flight_count()));
+        // Wait for what was enqueued even after a failure, so nothing is
+        // left dangling and the metric below stays honest.
+        for result in join_all(pending).await {
+            let outcome = match result {
+                Ok(Ok(_)) => continue,
+                Ok(Err((e, _))) => classify(e),
+                // The producer was dropped mid-flight (shutdown).
+                Err(_) => PublishError::Kafka("delivery cancelled".into()),
+            };
+            first_error.get_or_insert(outcome);
+        }
+        metrics::PRODUCE_LATENCY
+            .with_label_values(&["events"])
+            .observe(started.elapsed().as_secs_f64());
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes outstanding records, for graceful shutdown.
+    pub fn flush(&self, timeout: std::time::Duration) {
+        let _ = self.producer.flush(Timeout::After(timeout));
+    }
+}

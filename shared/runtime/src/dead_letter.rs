@@ -1,0 +1,96 @@
+//! Parking records that can never be processed, with the reason.
+
+use chrono::Utc;
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use achilles_core::metrics;
+use achilles_core::publisher::PublishError;
+use achilles_core::topics::{Topic, Topics};
+use achilles_core::wire::dead_letter::DeadLetter;
+
+/// A record to park, with its reason.
+pub struct Rejected<'a> {
+    pub message: &'a OwnedMessage,
+    pub reason_code: &'static str,
+    pub reason: String,
+}
+
+#[derive(Clone)]
+pub struct DeadLetterSink {
+    producer: FutureProducer,
+    topic: String,
+    consumer: &'static str,
+    group: String,
+}
+
+impl DeadLetterSink {
+    pub fn new(
+        producer: FutureProducer,
+        topics: &Topics,
+        consumer: &'static str,
+        group: String,
+    ) -> Self {
+        Self {
+            producer,
+            topic: topics.name(Topic::DeadLetter),
+            consumer,
+            group,
+        }
+    }
+
+    /// Publishes every rejected record and waits for the acks, so the
+    /// caller can commit offsets knowing nothing was dropped.
+    pub async fn send(&self, rejected: &[Rejected<'_>]) -> Result<(), PublishError> {
+        let now = Utc::now();
+        let mut pending = Vec::with_capacity(rejected.len());
+        for r in rejected {
+            let m = r.message;
+            let dl = DeadLetter {
+                source_topic: m.topic(),
+                source_partition: m.partition(),
+                source_offset: m.offset(),
+                consumer_group: &self.group,
+                reason_code: r.reason_code,
+                reason: r.reason.clone(),
+                failed_at: now,
+                key: m.key(),
+                payload: m.payload().unwrap_or_default(),
+            };
+            let value = dl.encode();
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in dl.headers() {
+                headers = headers.insert(Header {
+                    key: k,
+                    value: Some(&v),
+                });
+            }
+            let mut rec = FutureRecord::to(&self.topic)
+                .payload(&value)
+                .headers(headers);
+            if let Some(k) = m.key() {
+                rec = rec.key(k);
+            }
+            tracing::warn!(consumer = self.consumer, reason_code = r.reason_code, reason = %r.reason,
+                partition = m.partition(), offset = m.offset(), "dead-lettering record");
+            match self.producer.send_result(rec) {
+                Ok(delivery) => pending.push(delivery),
+                Err((e, _)) => return Err(PublishError::Unavailable(e.to_string())),
+            }
+        }
+        for result in futures::future::join_all(pending).await {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(PublishError::Unavailable(e.to_string())),
+                Err(_) => return Err(PublishError::Kafka("delivery cancelled".into())),
+            }
+        }
+        // Counted once acknowledged, so a retried batch is not counted twice.
+        for r in rejected {
+            metrics::DEAD_LETTERED
+                .with_label_values(&[self.consumer, r.reason_code])
+                .inc();
+        }
+        Ok(())
+    }
+}

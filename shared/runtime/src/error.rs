@@ -1,0 +1,42 @@
+//! What can go wrong while handling a batch, and whether to retry it.
+
+use achilles_core::error::{Classify, Disposition};
+use achilles_core::publisher::PublishError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("postgres: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("publishing: {0}")]
+    Publish(#[from] PublishError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+impl Classify for HandlerError {
+    /// Connection trouble is transient; a database *data* error (SQLSTATE
+    /// class 22, data exception, or 23, integrity violation) means some
+    /// record in the batch can never be stored as it is.
+    fn disposition(&self) -> Disposition {
+        match self {
+            Self::Database(sqlx::Error::Database(e))
+                if e.code()
+                    .is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
+            {
+                Disposition::DeadLetter
+            }
+            _ => Disposition::Retry,
+        }
+    }
+
+    fn reason_code(&self) -> &'static str {
+        match self {
+            Self::Database(_) if self.disposition() == Disposition::DeadLetter => {
+                "database_rejected"
+            }
+            Self::Database(_) => "database_unavailable",
+            Self::Publish(e) => e.reason_code(),
+            Self::Kafka(_) => "kafka_error",
+        }
+    }
+}
