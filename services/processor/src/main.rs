@@ -1,0 +1,13 @@
+//! `achilles-processor`: runs the stream processor until SIGTERM.
+
+use achilles_core::config::Settings;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load()?;
+    achilles_core::telemetry::init(&settings.log);
+    let service = achilles_processor::ProcessorService::build(settings).await?;
+    tracing::info!(ops = %service.ops_addr(), "achilles-processor running");
+    service.run_until(achilles_core::shutdown::signal()).await?;
+    Ok(())
+}
