@@ -19,6 +19,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use achilles_core::db::clusters::TemplateDelta;
 use achilles_core::db::{self, derived, offsets, outbox::NewOutboxRecord};
 use achilles_core::error::Classify;
 use achilles_core::metrics;
@@ -46,8 +47,8 @@ fn ts(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap_or_default()
 }
 
-/// Occurrence aggregate key: (tenant, cluster id, session).
-type ClusterKey = (String, String, Uuid);
+/// Occurrence aggregate key: (tenant, template id, session).
+type TemplateKey = (String, String, Uuid);
 
 impl BatchHandler for Processor {
     async fn handle(&self, batch: &[OwnedMessage]) -> Result<(), HandlerError> {
@@ -136,7 +137,7 @@ impl BatchHandler for Processor {
         let mut newly_ended: Vec<Uuid> = Vec::new();
         let mut correlations = Vec::new();
         let mut fixes = Vec::new();
-        let mut clusters: HashMap<ClusterKey, derived::ClusterDelta> = HashMap::new();
+        let mut templates: HashMap<TemplateKey, TemplateDelta> = HashMap::new();
         let mut freshness = Vec::new();
         for (_, env) in &records {
             let sid = env.record.session_id().as_uuid();
@@ -193,27 +194,22 @@ impl BatchHandler for Processor {
                     );
                     if let Some(o) = fx.occurrence {
                         let template = achilles_cluster::template_of(&o.message);
-                        let cid = template.id().to_string();
+                        let tid = template.id().to_string();
                         let at = ts(o.t);
-                        let key = (e.tenant.to_string(), cid.clone(), sid);
-                        let d = clusters
-                            .entry(key)
-                            .or_insert_with(|| derived::ClusterDelta {
-                                tenant: e.tenant.to_string(),
-                                cluster_id: cid,
-                                template: template.text().to_owned(),
-                                session_id: sid,
-                                count: 0,
-                                first_seen: at,
-                                last_seen: at,
-                                samples: Vec::new(),
-                            });
+                        let key = (e.tenant.to_string(), tid.clone(), sid);
+                        let d = templates.entry(key).or_insert_with(|| TemplateDelta {
+                            tenant: e.tenant.to_string(),
+                            template_id: tid,
+                            template: template.text().to_owned(),
+                            session_id: sid,
+                            count: 0,
+                            first_seen: at,
+                            last_seen: at,
+                            sample: o.message.clone(),
+                        });
                         d.count += 1;
                         d.first_seen = d.first_seen.min(at);
                         d.last_seen = d.last_seen.max(at);
-                        if d.samples.len() < 3 {
-                            d.samples.push(o.message);
-                        }
                     }
                     freshness.push(env.ingested_at);
                 }
@@ -222,9 +218,9 @@ impl BatchHandler for Processor {
         }
 
         // 6. Write everything, then the position, in this one transaction.
-        let deltas: Vec<_> = clusters.into_values().collect();
+        let deltas: Vec<_> = templates.into_values().collect();
         let occurrences: i64 = deltas.iter().map(|d| d.count).sum();
-        let new_clusters = derived::add_cluster_occurrences(&mut tx, &deltas).await?;
+        let new_templates = crate::clusters::record(&mut tx, &deltas).await?;
         derived::insert_correlations(&mut tx, &correlations).await?;
         derived::apply_fixes(&mut tx, &fixes).await?;
         let mut summaries = Vec::new();
@@ -277,7 +273,7 @@ impl BatchHandler for Processor {
             .observe(started.elapsed().as_secs_f64());
         metrics::CLUSTERS_CREATED
             .with_label_values(&[NAME])
-            .inc_by(new_clusters);
+            .inc_by(new_templates);
         metrics::CLUSTER_OCCURRENCES
             .with_label_values(&[NAME])
             .inc_by(occurrences as u64);

@@ -8,6 +8,7 @@
 //! continue it after a rebalance or a crash. See [`handler`] for the
 //! exactly-once argument and [`engine`] for the rules.
 
+pub mod clusters;
 pub mod engine;
 pub mod handler;
 pub mod outbox;

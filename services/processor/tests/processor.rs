@@ -315,7 +315,9 @@ fn workload(sc: &Script, sessions: usize, per_session: usize) -> Vec<Envelope> {
             let file = format!("src/m{}.rs", next(4));
             out.push(match next(6) {
                 0 | 1 => sc.event(&sid, t, "file_edit", json!({"path": file, "lines_added": next(40)})),
-                2 => sc.event(&sid, t, "error", json!({"message": format!("cannot find value `v{}` in this scope", next(9)), "file": file, "line": next(300)})),
+                2 if next(2) == 0 => sc.event(&sid, t, "error", json!({"message": format!("cannot find value `v{}` in this scope", next(9)), "file": file, "line": next(300)})),
+                // Word-valued variants only the merge stage groups together.
+                2 => sc.event(&sid, t, "error", json!({"message": format!("unresolved import of crate {}", ["serde", "tokio", "axum", "regex", "rand"][next(5) as usize]), "file": file})),
                 3 => sc.event(&sid, t, "command", json!({"command": "cargo test", "exit_code": if next(2) == 0 { 0 } else { 101 }, "output": format!("test t{} ... FAILED", next(50))})),
                 4 => sc.event(&sid, t, "llm_call", json!({"provider": "anthropic", "model": "claude", "input_tokens": next(5000), "output_tokens": next(800), "cost_usd": 0.001 * next(30) as f64, "status": "ok"})),
                 _ => sc.event(&sid, t, "test_run", json!({"framework": "pytest", "passed": next(20) + 1, "failed": next(2)})),
@@ -355,6 +357,16 @@ async fn sigkill_mid_stream_gives_the_same_rows_as_an_uninterrupted_run() {
     assert!(
         expected["correlations"].as_array().unwrap().len() > 50,
         "the workload produces correlations"
+    );
+    let (templates, clusters) = (
+        reference
+            .count("SELECT count(*) FROM error_templates")
+            .await,
+        reference.count("SELECT count(*) FROM error_clusters").await,
+    );
+    assert!(
+        templates > clusters,
+        "similar templates were merged ({templates} templates, {clusters} clusters)"
     );
 
     let crashed = world().await;

@@ -1,0 +1,144 @@
+//! Error clusters across instances: occurrences are recorded per template
+//! (a pure function of the message), and templates are merged into clusters
+//! by [`merge`], a deterministic function of the tenant's *set* of
+//! templates. Whenever a batch brings a template the tenant has not seen,
+//! the whole set is re-merged under a per-tenant lock and the affected
+//! `error_clusters` rows are rebuilt — so two instances, or a restarted one,
+//! always map a message to the same cluster, and a merge never loses or
+//! double-counts occurrences.
+
+use std::collections::{BTreeSet, HashMap};
+
+use sqlx::{Postgres, Transaction};
+
+use achilles_cluster::{Clusterer, Config};
+use achilles_core::db::clusters::{self, TemplateDelta};
+
+/// Template id → (cluster id, cluster pattern), for a tenant's whole set of
+/// (template id, sample message) pairs.
+pub fn merge(templates: &[(String, String)]) -> HashMap<String, (String, String)> {
+    let mut c = Clusterer::new(Config::default());
+    for (_, sample) in templates {
+        c.observe(sample);
+    }
+    c.rebuild();
+    templates
+        .iter()
+        .map(|(id, sample)| {
+            let cid = c.observe(sample);
+            let pattern = c.template(cid).unwrap_or_default().to_owned();
+            (id.clone(), (cid.to_string(), pattern))
+        })
+        .collect()
+}
+
+/// Records a batch's occurrences and keeps clusters up to date. Returns the
+/// number of templates seen for the first time.
+pub async fn record(
+    tx: &mut Transaction<'_, Postgres>,
+    deltas: &[TemplateDelta],
+) -> Result<u64, sqlx::Error> {
+    if deltas.is_empty() {
+        return Ok(0);
+    }
+    let tenants: BTreeSet<&str> = deltas.iter().map(|d| d.tenant.as_str()).collect();
+    clusters::lock_tenants(tx, &tenants.iter().copied().collect::<Vec<_>>()).await?;
+    let mut fresh_per_tenant = HashMap::new();
+    for tenant in &tenants {
+        let ids: Vec<&str> = deltas
+            .iter()
+            .filter(|d| d.tenant == *tenant)
+            .map(|d| d.template_id.as_str())
+            .collect();
+        let known = clusters::known_templates(tx, tenant, &ids).await?;
+        let fresh: BTreeSet<&str> = ids.into_iter().filter(|id| !known.contains(*id)).collect();
+        fresh_per_tenant.insert(*tenant, fresh.len() as u64);
+    }
+    clusters::add_template_occurrences(tx, deltas).await?;
+
+    for tenant in &tenants {
+        let touched: Vec<&str> = deltas
+            .iter()
+            .filter(|d| d.tenant == *tenant)
+            .map(|d| d.template_id.as_str())
+            .collect();
+        let mut affected: BTreeSet<String> = clusters::clusters_of(tx, tenant, &touched)
+            .await?
+            .into_values()
+            .collect();
+        if fresh_per_tenant[tenant] > 0 {
+            let all = clusters::all_templates(tx, tenant).await?;
+            let pairs: Vec<(String, String)> = all
+                .iter()
+                .map(|(id, sample, _)| (id.clone(), sample.clone()))
+                .collect();
+            let merged = merge(&pairs);
+            let mut changes = Vec::new();
+            for (id, _, old) in &all {
+                let Some((new, pattern)) = merged.get(id) else {
+                    continue;
+                };
+                if new != old {
+                    affected.insert(old.clone());
+                    affected.insert(new.clone());
+                    changes.push((id.clone(), new.clone(), pattern.clone()));
+                }
+            }
+            clusters::remap_templates(tx, tenant, &changes).await?;
+            // A template that kept its cluster id may still have a new
+            // pattern (its cluster grew); refresh those too.
+            let patterns: Vec<(String, String, String)> = all
+                .iter()
+                .filter_map(|(id, _, old)| {
+                    merged
+                        .get(id)
+                        .filter(|(new, _)| new == old)
+                        .map(|(c, p)| (id.clone(), c.clone(), p.clone()))
+                })
+                .collect();
+            clusters::remap_templates(tx, tenant, &patterns).await?;
+            affected.extend(patterns.into_iter().map(|p| p.1));
+        }
+        let affected: Vec<String> = affected.into_iter().collect();
+        clusters::materialize_clusters(tx, tenant, &affected).await?;
+    }
+    Ok(fresh_per_tenant.values().sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(msgs: &[&str]) -> Vec<(String, String)> {
+        msgs.iter()
+            .map(|m| {
+                (
+                    achilles_cluster::template_of(m).id().to_string(),
+                    (*m).to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn similar_templates_merge_and_the_result_ignores_order() {
+        let msgs = [
+            "session closed for user alice",
+            "session closed for user bob",
+            "session closed for user carol",
+            "disk full on /dev/sda1",
+        ];
+        let a = merge(&pairs(&msgs));
+        let mut rev = pairs(&msgs);
+        rev.reverse();
+        assert_eq!(a, merge(&rev));
+        let ids: BTreeSet<&String> = a.values().map(|(c, _)| c).collect();
+        assert_eq!(
+            ids.len(),
+            2,
+            "three user templates merge, the disk one stays apart: {a:?}"
+        );
+        let user = &a[&achilles_cluster::template_of(msgs[0]).id().to_string()];
+        assert_eq!(user.1, "session closed for user <*>");
+    }
+}
