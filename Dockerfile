@@ -12,7 +12,7 @@ FROM rust:1-bookworm AS builder
 # (not cmake): a C toolchain, pkg-config, zlib headers, python3 and perl.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      build-essential pkg-config zlib1g-dev python3 perl \
+      build-essential pkg-config zlib1g-dev libssl-dev python3 perl \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -32,13 +32,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 FROM debian:bookworm-slim
 # curl: for the compose healthcheck on /readyz.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl zlib1g \
+ && apt-get install -y --no-install-recommends ca-certificates curl zlib1g libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 achilles \
  && useradd --system --uid 10001 --gid achilles --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin achilles
 COPY --from=builder /out/ /usr/local/bin/
-USER achilles
+# Numeric, so Kubernetes can verify runAsNonRoot without resolving the name.
+USER 10001:10001
 # In a container the API must listen beyond loopback.
 ENV ACHILLES_API__LISTEN=0.0.0.0:8080 \
     ACHILLES_LOG_FORMAT=json

@@ -5,12 +5,14 @@ SHELL := /usr/bin/env bash
 
 # Extra arguments for the test runner, e.g. make test ARGS="-E 'test(ingest)'"
 ARGS ?=
+# Dashboards for make check-dashboards (file names without .json); empty = all.
+DASHBOARDS ?=
 
-.PHONY: help up down status logs demo test bench fmt lint build clean-stack
+.PHONY: help up down status logs demo test bench fmt lint build clean-stack check-dashboards check-rules validate-helm
 
 help: ## List the targets
 	@echo "Achilles make targets:"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 up: ## Start Postgres, Tansu (Kafka), achilles-api and achilles-raw-sink; wait for /readyz
 	bash scripts/stack.sh up
@@ -30,8 +32,17 @@ demo: ## Bring the stack up and push one demo session through the pipeline
 test: ## Run the workspace tests against Postgres and Tansu (CI=true adds a fmt check)
 	bash scripts/test.sh $(ARGS)
 
-bench: ## Run the benchmarks (cargo bench --workspace)
-	cargo bench --workspace
+check-dashboards: ## Real Prometheus + demo workload: every Grafana panel must show data (DASHBOARDS="overview api")
+	bash scripts/check-dashboards.sh $(DASHBOARDS)
+
+check-rules: ## promtool: check the Prometheus config and rules, run the alert unit tests
+	bash scripts/check-rules.sh
+
+validate-helm: ## helm lint + template (Helm 3 and 4) and schema checks of helm/achilles
+	bash scripts/validate-helm.sh
+
+bench: ## Load-test the local stack (starts it if needed): bench/results/latest.json, bench/README.md
+	bash scripts/bench.sh
 
 fmt: ## Format the code (cargo fmt --all)
 	cargo fmt --all

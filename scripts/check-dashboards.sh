@@ -235,25 +235,40 @@ python3 "$ROOT/scripts/dashboards.py" check --prometheus "$PROM_URL" --rate-inte
 
 # ---------------------------------------------------------------- rules
 info "rule evaluation against the live data"
-curl -fsS --max-time 10 "$PROM_URL/api/v1/rules" | python3 -c '
-import json, sys
-groups = json.load(sys.stdin)["data"]["groups"]
+RULES_JSON=$(curl -fsS --max-time 10 "$PROM_URL/api/v1/rules") python3 - <<'PY' || rc=1
+import json, os, sys
+groups = json.loads(os.environ["RULES_JSON"])["data"]["groups"]
 bad, active, n = [], [], 0
 for g in groups:
     for r in g["rules"]:
         n += 1
         if r.get("health") != "ok":
-            bad.append(f"{r[\"name\"]}: {r.get(\"lastError\", r.get(\"health\"))}")
+            bad.append(r["name"] + ": " + str(r.get("lastError") or r.get("health")))
         for a in r.get("alerts", []):
-            labels = ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items()) if k not in ("alertname", "severity"))
-            active.append(f"{a[\"state\"]:8} {r[\"name\"]} ({labels})")
+            labels = ", ".join(k + "=" + v for k, v in sorted(a["labels"].items())
+                               if k not in ("alertname", "severity"))
+            active.append(a["state"].ljust(8) + " " + r["name"] + " (" + labels + ")")
 print(f"  {n} rules evaluated, {n - len(bad)} healthy")
 for a in active:
     print("  alert " + a)
 if bad:
     print("\n".join("  RULE ERROR " + b for b in bad), file=sys.stderr)
     sys.exit(1)
-' || rc=1
+PY
+
+info "observed freshness (ingest -> row committed) over the last 5 minutes"
+for q in 0.5 0.95 0.99; do
+  curl -fsS --max-time 10 "$PROM_URL/api/v1/query" \
+    --data-urlencode "query=histogram_quantile($q, sum by (stage, le) (rate(achilles_freshness_seconds_bucket[5m])))" |
+    python3 -c '
+import json, sys
+q = sys.argv[1]
+for s in json.load(sys.stdin)["data"]["result"]:
+    stage = s["metric"].get("stage", "?")
+    ms = float(s["value"][1]) * 1000
+    print("  p%d %-8s %.0f ms" % (round(float(q) * 100), stage, ms))
+' "$q" || true
+done
 
 if ((rc == 0)); then
   info "every panel of ${names[*]:-every dashboard} returned data"

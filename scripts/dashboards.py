@@ -531,7 +531,7 @@ def domain():
                       T(or_zero('sum by (consumer) (increase(achilles_cluster_occurrences_total[$__range]))', "consumer"),
                         "clustered failures {{consumer}}", instant=True)],
                      w=8, desc="The busiest clusters by name are in Postgres: "
-                               "select template, occurrences from error_clusters order by occurrences desc limit 10."),
+                               "select template, occurrence_count from error_clusters order by occurrence_count desc limit 10."),
             timeseries("Error clusters: new vs clustered failures",
                        [T(or_zero(f"sum(rate(achilles_clusters_created_total[{RI}]))"), "new clusters"),
                         T(or_zero(f"sum(rate(achilles_cluster_occurrences_total[{RI}]))"), "clustered failures")],
@@ -836,8 +836,9 @@ def cmd_check(args):
                 print(f"          {concrete}")
         if down and not args.allow_down:
             failed_panels.append((name, "-", "-", "service down", f"up{{service=~\"{'|'.join(down)}\"}} != 1"))
-    print(f"\n{counts['data']} queries returned data, {counts['zero']} only their 0 fallback "
-          f"(no such traffic yet), {counts['empty']} no data, {counts['nan']} only NaN, {counts['error']} errors")
+    print(f"\n{counts['data']} queries returned data, {counts['zero']} a single unlabelled 0 "
+          f"(their `or vector(0)` fallback: no such traffic yet, or a real 0), "
+          f"{counts['empty']} no data, {counts['nan']} only NaN, {counts['error']} errors")
     if failed_panels:
         print("\nPanels without data:", file=sys.stderr)
         for name, title, ref, status, expr in failed_panels:

@@ -90,7 +90,7 @@ def main():
             if env.get("ACHILLES_CONFIG", {}).get("value") != "/etc/achilles/achilles.toml":
                 fail(f"{name}/{c['name']}: ACHILLES_CONFIG must point at the ConfigMap's achilles.toml")
             if comp == "api":
-                if not c.get("lifecycle", {}).get("preStop"):
+                if "sleep" not in c.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", []):
                     fail(f"{name}: the API needs a preStop hook (sleep)")
                 if env.get("ACHILLES_API__LISTEN", {}).get("value", "").split(":")[0] != "0.0.0.0":
                     fail(f"{name}: the API must listen on 0.0.0.0")

@@ -3,7 +3,12 @@
 # test runner: scripts/test.sh -E 'test(ingest)'   (nextest filter syntax)
 #
 # 1. CI=true only: cargo fmt --all -- --check
-# 2. scripts/validate-compose.sh (offline check of docker-compose.kafka.yml)
+# 2. the deployment checks, all offline:
+#      scripts/validate-compose.sh          docker-compose.kafka.yml (Docker Compose's loader)
+#      scripts/check-rules.sh               promtool check config/rules + test rules (alert unit tests)
+#      scripts/check-dashboards.sh --static Grafana dashboards: lint, generator up to date, queries parse
+#      scripts/validate-helm.sh             helm lint/template (Helm 3 and 4), kubernetes-validate,
+#                                           CRD schemas, values.schema.json
 # 3. Postgres on 127.0.0.1:5432 and a shared Tansu broker on 127.0.0.1:9092
 #    (a broker started here is stopped again on exit; one already running stays)
 # 4. the workspace tests, with
@@ -23,6 +28,9 @@ if [[ ${CI:-} == true ]]; then
 fi
 
 "$ROOT/scripts/validate-compose.sh"
+"$ROOT/scripts/check-rules.sh"
+"$ROOT/scripts/check-dashboards.sh" --static
+"$ROOT/scripts/validate-helm.sh"
 
 "$ROOT/scripts/ensure-postgres.sh"
 # Each test creates its own achilles_test_<uuid> database; drop the previous
