@@ -9,7 +9,7 @@
 #   3. fresh    open loop at BENCH_FRESHNESS_RATE events/s        BENCH_PHASE_SECONDS
 #   4. nearsat  open loop at BENCH_NEAR_SAT_FRACTION x the sustained rate of phase 2
 #   5. api      open loop at BENCH_API_RATE requests/s, BENCH_API_BATCH events each
-#   6. read     open loop at BENCH_READ_RATE requests/s on the read endpoints
+#   6. read     open loop at BENCH_READ_RATE requests/s on the read endpoints (after ANALYZE)
 #   7. cluster  ../shared/tools/loghub_eval.py on `achilles cluster`
 #   8. micro    criterion micro-benchmarks (cargo bench -p achilles-core), BENCH_MICRO=0 skips
 #   9. profile  only with BENCH_PROFILE=1: perf record of the API and raw sink under load
@@ -17,6 +17,11 @@
 #
 # Quick trial: BENCH_SECONDS=10 BENCH_PHASE_SECONDS=5 BENCH_MICRO=0 make bench
 # Starts the stack if it is not running and stops again only what it started.
+# BENCH_STACK=0 measures whatever ACHILLES_API_URL, DATABASE_URL and
+# ACHILLES_KAFKA__BROKERS point at (BENCH_SINK_METRICS, BENCH_PROCESSOR_METRICS
+# for the metrics addresses) and starts/stops nothing. Service processes are
+# found by the port they listen on (or BENCH_PIDS="api=PID raw-sink=PID ...").
+# BENCH_NO_BUILD=1 skips `cargo build --release --bins`.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -33,42 +38,88 @@ BENCH_API_RATE=${BENCH_API_RATE:-5000}
 BENCH_API_BATCH=${BENCH_API_BATCH:-1}
 BENCH_READ_RATE=${BENCH_READ_RATE:-5000}
 BENCH_OPEN_CONCURRENCY=${BENCH_OPEN_CONCURRENCY:-256}
-BENCH_DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-180}
+BENCH_DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-120}
+BENCH_SETTLE_TIMEOUT=${BENCH_SETTLE_TIMEOUT:-60}
 BENCH_MICRO=${BENCH_MICRO:-1}
 BENCH_PROFILE=${BENCH_PROFILE:-0}
 BENCH_LOGHUB_EVAL=${BENCH_LOGHUB_EVAL:-$ROOT/../shared/tools/loghub_eval.py}
+BENCH_STACK=${BENCH_STACK:-1}
+BENCH_SINK_METRICS=${BENCH_SINK_METRICS:-http://127.0.0.1:9101/metrics}
+BENCH_PROCESSOR_METRICS=${BENCH_PROCESSOR_METRICS:-http://127.0.0.1:9102/metrics}
 RESULTS_DIR="$ROOT/bench/results"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/achilles-bench.XXXXXX")
 LOAD_BIN=$(release_bin achilles)
 
 # ------------------------------------------------------------ the stack
+# port_pid URL: pid of the process listening on URL's port (empty if none).
+port_pid() {
+  local hostport=${1#*://}
+  hostport=${hostport%%/*}
+  hostport=${hostport%%,*}
+  ss -ltnpH "sport = :${hostport##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2
+}
+
+# service_pids: "NAME PID" for each process of the measured stack: found by
+# the port it serves, then any other process in .stack/*.pid.
+service_pids() {
+  local entry name pid pidf seen=" " seen_names=" "
+  if [[ -n ${BENCH_PIDS:-} ]]; then
+    tr ' ' '\n' <<<"$BENCH_PIDS" | tr '=' ' ' | grep -v '^$'
+    return
+  fi
+  for entry in "api $ACHILLES_API_URL" "raw-sink $BENCH_SINK_METRICS" \
+    "processor $BENCH_PROCESSOR_METRICS" "tansu tcp://$ACHILLES_KAFKA__BROKERS"; do
+    pid=$(port_pid "${entry#* }")
+    [[ -n $pid ]] || continue
+    printf '%s %s\n' "${entry%% *}" "$pid"
+    seen+="$pid "
+    seen_names+="${entry%% *} "
+  done
+  # Other processes of our own stack (BENCH_STACK=0 measures someone
+  # else's, whose pid files are not in .stack).
+  [[ $BENCH_STACK == 1 ]] || return 0
+  for pidf in "$STACK_DIR"/*.pid; do
+    if [[ ! -e $pidf ]] || ! is_pid_alive "$pidf"; then continue; fi
+    pid=$(<"$pidf")
+    name=$(basename "$pidf" .pid)
+    [[ $seen == *" $pid "* ]] && continue
+    # A name already taken by a port (another instance): keep both apart.
+    [[ $seen_names == *" $name "* ]] && name="$name-$pid"
+    printf '%s %s\n' "$name" "$pid"
+  done
+}
+
+export_service_env
 # What ran before we started: only the rest is ours to stop at the end.
 declare -A RUNNING_BEFORE=()
 for pidf in "$STACK_DIR"/*.pid; do
   [[ -e $pidf ]] && is_pid_alive "$pidf" && RUNNING_BEFORE[$(basename "$pidf" .pid)]=1
 done
+PIDS_BEFORE=" $(service_pids | awk '{print $2}' | tr '\n' ' ')"
 PG_STARTED_BEFORE=0
 [[ -f $PG_STARTED_FILE ]] && PG_STARTED_BEFORE=1
 SAMPLER_PID=""
 
 cleanup() {
   local rc=$? pidf name version cluster
-  [[ -n $SAMPLER_PID ]] && kill "$SAMPLER_PID" 2>/dev/null
-  # Services first, the broker after them, Postgres last (as stack.sh down).
-  for pidf in "$STACK_DIR"/*.pid; do
-    [[ -e $pidf ]] || continue
-    name=$(basename "$pidf" .pid)
-    [[ $name == tansu || -n ${RUNNING_BEFORE[$name]:-} ]] && continue
-    stop_pidfile "$pidf"
-  done
-  if [[ -z ${RUNNING_BEFORE[tansu]:-} && -e $(pid_file tansu) ]]; then
-    stop_pidfile "$(pid_file tansu)"
-  fi
-  if ((PG_STARTED_BEFORE == 0)) && [[ -f $PG_STARTED_FILE ]]; then
-    read -r version cluster <"$PG_STARTED_FILE"
-    info "stopping PostgreSQL $version/$cluster (started by this benchmark)"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" stop || true
-    rm -f "$PG_STARTED_FILE"
+  if [[ -n $SAMPLER_PID ]]; then kill "$SAMPLER_PID" 2>/dev/null || true; fi
+  if [[ $BENCH_STACK == 1 ]]; then
+    # Services first, the broker after them, Postgres last (as stack.sh down).
+    for pidf in "$STACK_DIR"/*.pid; do
+      [[ -e $pidf ]] || continue
+      name=$(basename "$pidf" .pid)
+      [[ $name == tansu || -n ${RUNNING_BEFORE[$name]:-} ]] && continue
+      stop_pidfile "$pidf"
+    done
+    if [[ -z ${RUNNING_BEFORE[tansu]:-} && -e $(pid_file tansu) ]]; then
+      stop_pidfile "$(pid_file tansu)"
+    fi
+    if ((PG_STARTED_BEFORE == 0)) && [[ -f $PG_STARTED_FILE ]]; then
+      read -r version cluster <"$PG_STARTED_FILE"
+      info "stopping PostgreSQL $version/$cluster (started by this benchmark)"
+      as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" stop || true
+      rm -f "$PG_STARTED_FILE"
+    fi
   fi
   rm -rf "$WORK"
   exit "$rc"
@@ -78,25 +129,28 @@ trap 'exit 130' INT TERM
 
 if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
   info "cargo build --release --bins"
-  cargo build --release --bins
+  # Not with the service environment: see export_service_env in lib.sh.
+  env -u DATABASE_URL cargo build --release --bins
 fi
-STACK_NO_BUILD=1 bash "$ROOT/scripts/stack.sh" up
-export_service_env
+if [[ $BENCH_STACK == 1 ]]; then
+  STACK_NO_BUILD=1 bash "$ROOT/scripts/stack.sh" up
+else
+  info "BENCH_STACK=0: measuring $ACHILLES_API_URL as it is"
+fi
 [[ -x $LOAD_BIN ]] || die "$LOAD_BIN is missing"
 
 # Peak RSS: VmHWM is the kernel's own high-water mark (read at the end);
 # the sampler adds the highest VmRSS seen *during* this run, which matters
-# for services that were already running (their VmHWM covers their whole life).
+# for processes that were already running (their VmHWM covers their whole life).
+service_pids >"$WORK/pids.txt"
+info "measuring memory of: $(tr '\n' ' ' <"$WORK/pids.txt")"
 rss_sampler() {
-  local pidf name pid kb
+  local name pid kb
   while true; do
-    for pidf in "$STACK_DIR"/*.pid; do
-      [[ -e $pidf ]] || continue
-      name=$(basename "$pidf" .pid)
-      pid=$(<"$pidf")
+    while read -r name pid; do
       kb=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || continue
       [[ -n $kb ]] && printf '%s %s\n' "$name" "$kb"
-    done
+    done <"$WORK/pids.txt"
     sleep 1
   done
 }
@@ -110,23 +164,49 @@ EVENTS_ROWS_BEFORE=$(events_rows)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
-# phase NAME ARGS...: one `achilles load --json` run into $WORK/NAME.json.
+# cpu_snapshot: "NAME TICKS" of CPU time used so far by each measured process
+# and by all PostgreSQL server processes together (clock ticks, user+system).
+cpu_snapshot() {
+  local name pid stat total=0
+  while read -r name pid; do
+    stat=$(<"/proc/$pid/stat") 2>/dev/null || continue
+    stat=${stat##*) } # fields after "pid (comm) "; utime and stime are 12th and 13th
+    awk -v n="$name" '{print n, $12 + $13}' <<<"$stat"
+  done <"$WORK/pids.txt"
+  for pid in $(pgrep -x postgres); do
+    stat=$(<"/proc/$pid/stat") 2>/dev/null || continue
+    stat=${stat##*) }
+    total=$((total + $(awk '{print $12 + $13}' <<<"$stat")))
+  done
+  printf 'postgres %s\n' "$total"
+}
+
+# phase NAME ARGS...: one `achilles load --json` run into $WORK/NAME.json, with
+# the CPU time each process (and the load generator itself) spent on it.
 phase() {
-  local name=$1
+  local name=$1 timer=()
   shift
   info "phase $name: achilles load $*"
-  if ! "$LOAD_BIN" load --json "$@" >"$WORK/$name.json" 2>"$WORK/$name.err"; then
+  [[ -x /usr/bin/time ]] && timer=(/usr/bin/time -f '%U %S' -o "$WORK/$name.loadcpu")
+  cpu_snapshot >"$WORK/$name.cpu0"
+  if ! "${timer[@]}" "$LOAD_BIN" load --json "$@" >"$WORK/$name.json" 2>"$WORK/$name.err"; then
     warn "phase $name failed: $(tail -n 3 "$WORK/$name.err")"
     jq -n --arg e "$(tail -n 5 "$WORK/$name.err")" '{failed: $e}' >"$WORK/$name.json"
   fi
-  jq -c '{events_per_s, requests_per_s, latency_ms: .latency_ms | {p50, p95, p99}?, errors}' \
-    "$WORK/$name.json" 2>/dev/null >&2 || true
+  cpu_snapshot >"$WORK/$name.cpu1"
+  jq -c '{events_per_s, requests_per_s, p50_ms: .latency_ms.p50, p99_ms: .latency_ms.p99,
+    landed_per_s: .landing.landed_events_per_s, errors, failed}' "$WORK/$name.json" >&2 || true
 }
 
 phase broker --broker-limit --duration "$BENCH_BROKER_SECONDS"
-phase ingest --concurrency "$BENCH_CONCURRENCY" --batch-size "$BENCH_BATCH" \
+# Every ingest phase waits (up to BENCH_SETTLE_TIMEOUT) for the consumers to
+# have no lag before it starts, and (up to BENCH_DRAIN_TIMEOUT) for its own
+# events to land and be derived after it: no phase measures another's backlog.
+METRICS=(--sink-metrics "$BENCH_SINK_METRICS" --processor-metrics "$BENCH_PROCESSOR_METRICS"
+  --settle-timeout "$BENCH_SETTLE_TIMEOUT")
+phase ingest "${METRICS[@]}" --concurrency "$BENCH_CONCURRENCY" --batch-size "$BENCH_BATCH" \
   --duration "$BENCH_SECONDS" --landing --derived off --drain-timeout "$BENCH_DRAIN_TIMEOUT"
-phase fresh --rate "$BENCH_FRESHNESS_RATE" --batch-size "$BENCH_BATCH" \
+phase fresh "${METRICS[@]}" --rate "$BENCH_FRESHNESS_RATE" --batch-size "$BENCH_BATCH" \
   --concurrency "$BENCH_OPEN_CONCURRENCY" --duration "$BENCH_PHASE_SECONDS" --landing \
   --drain-timeout "$BENCH_DRAIN_TIMEOUT" --seed 2
 
@@ -137,16 +217,20 @@ NEAR_SAT_RATE=$(jq -r --argjson f "$BENCH_NEAR_SAT_FRACTION" '
   | map(select(. != null and . > 0)) | if length == 0 then 0 else (min * $f | floor) end' \
   "$WORK/ingest.json" 2>/dev/null || echo 0)
 if ((NEAR_SAT_RATE > 0)); then
-  phase nearsat --rate "$NEAR_SAT_RATE" --batch-size "$BENCH_BATCH" \
+  phase nearsat "${METRICS[@]}" --rate "$NEAR_SAT_RATE" --batch-size "$BENCH_BATCH" \
     --concurrency "$BENCH_OPEN_CONCURRENCY" --duration "$BENCH_PHASE_SECONDS" --landing \
     --drain-timeout "$BENCH_DRAIN_TIMEOUT" --seed 3
 else
   warn "phase nearsat skipped: phase ingest measured no rate"
   jq -n '{failed: "skipped: the ingest phase measured no rate"}' >"$WORK/nearsat.json"
 fi
-phase api --request-rate "$BENCH_API_RATE" --batch-size "$BENCH_API_BATCH" \
+phase api "${METRICS[@]}" --request-rate "$BENCH_API_RATE" --batch-size "$BENCH_API_BATCH" \
   --concurrency "$BENCH_OPEN_CONCURRENCY" --duration "$BENCH_PHASE_SECONDS" --landing \
   --derived off --drain-timeout "$BENCH_DRAIN_TIMEOUT" --seed 4
+# Fresh statistics, as autovacuum would have them in steady state: right
+# after millions of inserts the planner may pick a poor plan for reads.
+psql "$DATABASE_URL" -qc 'ANALYZE events; ANALYZE sessions' ||
+  warn "ANALYZE failed: read latencies may reflect stale planner statistics"
 phase read --read --request-rate "$BENCH_READ_RATE" --concurrency "$BENCH_OPEN_CONCURRENCY" \
   --duration "$BENCH_PHASE_SECONDS" --seed 5
 
@@ -165,15 +249,17 @@ kill "$SAMPLER_PID" 2>/dev/null || true
 wait "$SAMPLER_PID" 2>/dev/null || true
 SAMPLER_PID=""
 : >"$WORK/rss.txt"
-for pidf in "$STACK_DIR"/*.pid; do
-  [[ -e $pidf ]] && is_pid_alive "$pidf" || continue
-  name=$(basename "$pidf" .pid)
-  hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$(<"$pidf")/status" 2>/dev/null || echo 0)
+while read -r name pid; do
+  hwm=$(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+  [[ -n $hwm ]] || {
+    warn "$name (pid $pid) is gone: no peak RSS"
+    continue
+  }
   sampled=$(awk -v n="$name" '$1 == n && $2 > m {m = $2} END {print m + 0}' "$WORK/rss-samples.txt")
   before=0
-  [[ -n ${RUNNING_BEFORE[$name]:-} ]] && before=1
-  printf '%s %s %s %s\n' "$name" "${hwm:-0}" "$sampled" "$before" >>"$WORK/rss.txt"
-done
+  [[ $PIDS_BEFORE == *" $pid "* ]] && before=1
+  printf '%s %s %s %s\n' "$name" "$hwm" "$sampled" "$before" >>"$WORK/rss.txt"
+done <"$WORK/pids.txt"
 
 # ------------------------------------------------------------ micro-benchmarks
 if [[ $BENCH_MICRO == 1 ]]; then
@@ -192,7 +278,7 @@ fi
 
 # ------------------------------------------------------------ profile (opt-in)
 if [[ $BENCH_PROFILE == 1 ]]; then
-  bash "$ROOT/bench/profile.sh" "$LOAD_BIN" || warn "profiling failed (see above)"
+  bash "$ROOT/bench/profile.sh" "$LOAD_BIN" "$WORK/pids.txt" || warn "profiling failed (see above)"
 fi
 
 # ------------------------------------------------------------ results
@@ -212,4 +298,4 @@ python3 "$ROOT/bench/render.py" \
       near_saturation_fraction: $near_sat_fraction, api_rate_requests_per_s: $api_rate,
       api_batch_size: $api_batch, read_rate_requests_per_s: $read_rate,
       open_loop_max_in_flight: $open_concurrency}')" \
-  --brokers "$ACHILLES_KAFKA__BROKERS" --database-url "$DATABASE_URL"
+  --brokers "$ACHILLES_KAFKA__BROKERS" --database-url "$DATABASE_URL" --clk-tck "$(getconf CLK_TCK)"

@@ -478,7 +478,7 @@ def processor():
 
 def agent():
     inst = 'service="agent", instance=~"$instance"'
-    panels = consumer_panels("agent", ["agent"], "insight")
+    panels = consumer_panels("agent", ["agent", "agent_deep"], "insight")
     panels += [
         row("Insights"),
         timeseries("Insights raised by type and severity",
@@ -491,7 +491,7 @@ def agent():
     ]
     return dashboard(
         "achilles-agent", "Achilles / Monitoring agent",
-        "achilles-agent: session verdicts, reports and insights (consumer `agent`).",
+        "achilles-agent: session verdicts, reports and insights (consumers `agent` (light mode) and `agent_deep` (deep mode)).",
         panels, variables=[instance_var("agent")], requires=("agent",),
     )
 

@@ -85,6 +85,8 @@ Next steps (copy-paste; the stack keeps running until 'make down'):
   $CLI session start --agent my-agent --model my-model --source cli
   $CLI send $EVENTS_FILE --session <SESSION_ID> --retime
   psql $DATABASE_URL -c 'select kind, count(*) from events group by 1'
+  psql $DATABASE_URL -c "select template, occurrence_count, session_count from error_clusters order by occurrence_count desc"
+  psql $DATABASE_URL -c "select file_path, match_kind, gap_ms, confidence, fixed_at is not null as fixed from event_correlations where session_id = '$sid'"
   psql $DATABASE_URL -c '\\dt'
   curl -s $ACHILLES_API_URL/readyz
   make status    make logs    make down

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/stack.sh: run the Achilles pipeline locally, without Docker:
-# PostgreSQL + Tansu (Kafka-compatible broker) + achilles-api, achilles-raw-sink, achilles-processor.
+# PostgreSQL + Tansu (Kafka-compatible broker) + achilles-api, achilles-raw-sink, achilles-processor, achilles-agent.
 #
 #   scripts/stack.sh up                 start everything (idempotent), wait for /readyz
 #   scripts/stack.sh down               stop what this stack started, nothing else
@@ -17,8 +17,8 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(api raw-sink processor) # binary target/release/achilles-NAME, log .stack/logs/NAME.log
-BINARIES=(achilles achilles-api achilles-raw-sink achilles-processor)
+SERVICES=(api raw-sink processor agent) # binary target/release/achilles-NAME, log .stack/logs/NAME.log
+BINARIES=(achilles achilles-api achilles-raw-sink achilles-processor achilles-agent)
 READY_TIMEOUT=${STACK_READY_TIMEOUT:-120}
 
 # postgres://user:secret@host/db -> postgres://user:***@host/db
@@ -89,7 +89,7 @@ Achilles local stack is up.
   Postgres  $(redact_url "$DATABASE_URL")
   Kafka     $ACHILLES_KAFKA__BROKERS   (Tansu, in memory: topics and messages vanish when it stops)
   CLI       $(release_bin achilles)   (ACHILLES_API_URL=$ACHILLES_API_URL)
-  Logs      $LOG_DIR/   (api.log, raw-sink.log, processor.log, tansu.log; follow: scripts/stack.sh logs -f)
+  Logs      $LOG_DIR/   (api.log, raw-sink.log, processor.log, agent.log, tansu.log; follow: scripts/stack.sh logs -f)
   Status    make status        Stop: make down        Demo: make demo
 EOF
 }

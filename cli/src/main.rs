@@ -41,6 +41,8 @@ enum Command {
     Send(commands::send::SendArgs),
     /// List a session's events in event-time order.
     Events(commands::events::EventsArgs),
+    /// Recent insights of the monitoring agent (error storms, loops, churn, ...).
+    Insights(commands::insights::InsightsArgs),
     /// Generate load (ingest, reads or raw Kafka) and report throughput and latency.
     Load(commands::load::LoadArgs),
     /// Cluster messages from stdin: one cluster label per input line.
@@ -57,6 +59,7 @@ async fn main() {
         Command::Session(c) => commands::session::run(&client, c).await,
         Command::Send(a) => commands::send::run(&client, a).await,
         Command::Events(a) => commands::events::run(&client, a).await,
+        Command::Insights(a) => commands::insights::run(&client, a).await,
         Command::Load(a) => commands::load::run(&cli.api_url, &cli.api_key, a).await,
         Command::Cluster(a) => commands::cluster::run(a),
         Command::Migrate => commands::migrate::run().await,

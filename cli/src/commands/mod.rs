@@ -2,7 +2,9 @@
 
 pub mod cluster;
 pub mod events;
+pub mod insights;
 pub mod load;
 pub mod migrate;
+pub mod report;
 pub mod send;
 pub mod session;

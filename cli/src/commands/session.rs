@@ -1,4 +1,4 @@
-//! `achilles session start|end|show`.
+//! `achilles session start|end|show|report`.
 
 use clap::Subcommand;
 use reqwest::Method;
@@ -34,6 +34,8 @@ pub enum SessionCommand {
     },
     /// Show a session with its summary fields.
     Show { id: String },
+    /// The monitoring agent's report on a session (verdict, clusters, files, insights).
+    Report(super::report::ReportArgs),
 }
 
 pub async fn run(client: &Client, cmd: SessionCommand) -> Result<(), CliError> {
@@ -70,6 +72,7 @@ pub async fn run(client: &Client, cmd: SessionCommand) -> Result<(), CliError> {
                 .await?;
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
+        SessionCommand::Report(a) => super::report::run(client, a).await?,
     }
     Ok(())
 }

@@ -56,6 +56,7 @@ impl Application {
     /// created best-effort, so the API starts (and reports not-ready on
     /// `/readyz`) while its dependencies are still coming up.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        achilles_core::metrics::init_series(&[]);
         let keys = KeyStore::from_settings(&settings.auth)?;
         if keys.is_empty() {
             tracing::warn!("no API keys configured: every request will get 401");

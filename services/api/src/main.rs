@@ -5,7 +5,8 @@ use achilles_core::config::Settings;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    achilles_core::telemetry::init(&settings.log);
+    // Held to the end of main: dropping it flushes queued spans.
+    let _telemetry = achilles_core::telemetry::init(&settings.log, "achilles-api");
     let app = achilles_api::Application::build(settings).await?;
     tracing::info!(address = %app.local_addr(), "achilles-api listening");
     app.run_until(achilles_core::shutdown::signal()).await?;

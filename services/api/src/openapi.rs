@@ -9,7 +9,9 @@ use crate::routes::*;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Achilles API", description = "Telemetry ingestion and analysis for AI coding agents."),
-    paths(start_session, end_session, ingest_batch, get_session, list_events, healthz, readyz, metrics),
+    paths(start_session, end_session, ingest_batch, get_session, list_events,
+        session_errors, session_correlations, agent_performance, session_summary, recent_insights, get_cluster,
+        healthz, readyz, metrics),
     components(schemas(
         BatchRequest, BatchResponse, BatchItemResult, SessionAccepted, EventPage,
         achilles_core::model::submission::EventSubmission,
@@ -19,12 +21,17 @@ use crate::routes::*;
         achilles_core::model::ErrorEvent, achilles_core::model::LlmCall, achilles_core::model::ToolCall,
         achilles_core::model::AgentAction, achilles_core::model::UserMessage, achilles_core::model::CallStatus,
         achilles_core::db::SessionRow, achilles_core::db::EventRow,
+        SessionErrors, CorrelationPage, AgentPerformance, SessionSummary, InsightPage, ClusterDetail,
+        achilles_core::db::analysis::SessionClusterRow, achilles_core::db::analysis::CorrelationView,
+        achilles_core::db::analysis::AgentPerformanceRow, achilles_core::db::analysis::InsightRow,
+        achilles_core::db::analysis::ClusterRow, achilles_core::db::analysis::ClusterSessionRow,
         achilles_core::ValidationError, crate::error::ErrorBody, crate::error::ErrorDetail,
     )),
     modifiers(&Security),
     tags(
         (name = "ingest", description = "Write path: validated, hashed, acknowledged by Kafka before 202."),
         (name = "read", description = "Tenant-scoped reads from Postgres."),
+        (name = "analysis", description = "Clusters, correlations, agent verdicts and insights (tenant-scoped)."),
         (name = "operations", description = "Probes and metrics (no authentication)."),
     )
 )]
@@ -63,6 +70,12 @@ mod tests {
             "/v1/events/batch",
             "/v1/sessions/{id}",
             "/v1/sessions/{id}/events",
+            "/v1/sessions/{id}/errors",
+            "/v1/sessions/{id}/correlations",
+            "/v1/sessions/{id}/agent-performance",
+            "/v1/sessions/{id}/summary",
+            "/v1/insights/recent",
+            "/v1/clusters/{id}",
             "/readyz",
         ] {
             assert!(
@@ -71,5 +84,14 @@ mod tests {
             );
         }
         assert!(doc["components"]["securitySchemes"].get("bearer").is_some());
+        let params: Vec<&str> = doc["paths"]["/v1/insights/recent"]["get"]["parameters"]
+            .as_array()
+            .map(|ps| ps.iter().filter_map(|p| p["name"].as_str()).collect())
+            .unwrap_or_default();
+        for name in [
+            "since", "severity", "type", "session", "status", "limit", "after",
+        ] {
+            assert!(params.contains(&name), "{name} missing from {params:?}");
+        }
     }
 }

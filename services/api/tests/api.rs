@@ -11,7 +11,7 @@ use achilles_core::config::Settings;
 use achilles_core::secrecy::SecretString;
 use achilles_raw_sink::RawSink;
 use achilles_test_support::{
-    eventually, settings, shared_brokers, unique_prefix, PrivateBroker, TestDb,
+    eventually, read_topic, settings, shared_brokers, unique_prefix, PrivateBroker, TestDb,
 };
 use chrono::Utc;
 use reqwest::StatusCode;
@@ -514,4 +514,106 @@ async fn probes_metrics_and_openapi() {
         ),
         "{text}"
     );
+}
+
+/// Log lines written to memory, to read what a consumer logged.
+#[derive(Clone, Default)]
+struct LogCapture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    fn lines(&self) -> Vec<Value> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_callers_trace_reaches_the_kafka_record_and_the_consumers_log() {
+    use achilles_core::telemetry;
+    use achilles_core::topics::{Topic, Topics};
+
+    // The production subscriber (JSON, OTLP off) writing to memory. This
+    // test runs on a current-thread runtime, so the API and the sink it
+    // spawns run on this thread, under this subscriber.
+    let logs = LogCapture::default();
+    let writer = logs.clone();
+    let log = achilles_core::config::LogSettings {
+        filter: "warn,achilles_runtime=debug".into(),
+        ..Default::default()
+    };
+    let (dispatch, _guard) = telemetry::build(&log, "achilles-api-test", move || writer.clone());
+    let _default = tracing::dispatcher::set_default(&dispatch);
+
+    let app = spawn_app().await;
+    let sid = app.start_session(ACME_KEY).await;
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    const CALLER_SPAN: &str = "b7ad6b7169203331";
+    let resp = app
+        .http
+        .post(format!("{}/v1/events/batch", app.base))
+        .bearer_auth(ACME_KEY)
+        .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
+        .json(&json!({"session_id": sid, "events": sample_events()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+
+    // 1. Every record carries a traceparent; the batch's carry the caller's
+    //    trace, with the API's request span as their parent.
+    let topics = Topics::new(app.settings.kafka.topic_prefix.clone());
+    let records = read_topic(
+        &app.settings.kafka.brokers,
+        &topics.name(Topic::Events),
+        6,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(records.len(), 6, "the start and five events");
+    let mut traced = 0;
+    for r in &records {
+        let tp = r.header("traceparent").expect("always a traceparent");
+        let sc = telemetry::parse_traceparent(tp).expect("a valid one");
+        assert_eq!(r.key.as_deref(), Some(sid.as_bytes()));
+        if telemetry::trace_id_hex(sc.trace_id()) == TRACE {
+            assert_ne!(telemetry::span_id_hex(sc.span_id()), CALLER_SPAN, "{tp}");
+            traced += 1;
+        }
+    }
+    assert_eq!(traced, 5, "the five events, not the session start");
+
+    // 2. The landing consumer logs each of them with that trace id and
+    //    the session id.
+    app.wait_landed(&sid, 5).await;
+    let received = eventually(
+        Duration::from_secs(10),
+        "the landing consumer's log lines for the traced records",
+        || async {
+            let n = logs
+                .lines()
+                .iter()
+                .filter(|l| {
+                    l["message"] == "record received"
+                        && l["consumer"] == "landing"
+                        && l["trace_id"] == TRACE
+                        && l["session_id"] == sid.as_str()
+                })
+                .count();
+            (n >= 5).then_some(n)
+        },
+    )
+    .await;
+    assert_eq!(received, 5);
 }

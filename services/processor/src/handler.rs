@@ -8,6 +8,10 @@
 //! second instance briefly holding the same partition during a rebalance,
 //! changes nothing. Event hashes are marked as seen in the same transaction,
 //! so an event published twice is applied once.
+//!
+//! Outbox records keep the trace context of the record that caused them: a
+//! dead letter its source record's, a session-ended notice the session
+//! end's, so the monitoring agent's report joins the session end's trace.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -24,6 +28,7 @@ use achilles_core::db::{self, derived, offsets, outbox::NewOutboxRecord};
 use achilles_core::error::Classify;
 use achilles_core::metrics;
 use achilles_core::model::{Limits, SessionId, SessionStatus, TenantId};
+use achilles_core::telemetry::{self, SpanContext};
 use achilles_core::topics::{Topic, Topics};
 use achilles_core::wire::dead_letter::DeadLetter;
 use achilles_core::wire::session_ended::SessionEnded;
@@ -135,11 +140,12 @@ impl BatchHandler for Processor {
         }
         let mut touched: HashSet<Uuid> = HashSet::new();
         let mut newly_ended: Vec<Uuid> = Vec::new();
+        let mut end_traces: HashMap<Uuid, SpanContext> = HashMap::new();
         let mut correlations = Vec::new();
         let mut fixes = Vec::new();
         let mut templates: HashMap<TemplateKey, TemplateDelta> = HashMap::new();
         let mut freshness = Vec::new();
-        for (_, env) in &records {
+        for (m, env) in &records {
             let sid = env.record.session_id().as_uuid();
             // Every session id in `records` was loaded into `states` above.
             let Some(st) = states.get_mut(&sid) else {
@@ -152,6 +158,9 @@ impl BatchHandler for Processor {
                     st.apply_end(e);
                     if before != (st.ended_at, st.end_status.clone()) {
                         newly_ended.push(sid);
+                        if let Some(sc) = telemetry::kafka_context(*m) {
+                            end_traces.insert(sid, sc);
+                        }
                     }
                 }
                 Record::Event(e) => {
@@ -244,7 +253,7 @@ impl BatchHandler for Processor {
                 summary_final: st.is_ended(),
             });
             if newly_ended.contains(sid) {
-                notices.push(self.session_ended(*sid, st, &s));
+                notices.push(self.session_ended(*sid, st, &s, end_traces.get(sid)));
             }
             // Serialising plain structs of numbers and strings cannot fail.
             let value = serde_json::to_value(st).expect("session state serialises");
@@ -303,7 +312,13 @@ impl BatchHandler for Processor {
 }
 
 impl Processor {
-    fn session_ended(&self, sid: Uuid, st: &SessionState, s: &Summary) -> Option<NewOutboxRecord> {
+    fn session_ended(
+        &self,
+        sid: Uuid,
+        st: &SessionState,
+        s: &Summary,
+        trace: Option<&SpanContext>,
+    ) -> Option<NewOutboxRecord> {
         let record = SessionEnded {
             tenant: TenantId::parse(&st.tenant).ok()?,
             session_id: SessionId::from_uuid(sid),
@@ -317,11 +332,24 @@ impl Processor {
             topic: self.topics.name(Topic::SessionEnded),
             key: sid.to_string(),
             payload: record.encode(),
-            headers: Vec::new(),
+            headers: trace.map(trace_headers).unwrap_or_default(),
         })
     }
 
     fn dead_letter(&self, m: &OwnedMessage, code: &'static str, reason: &str) -> NewOutboxRecord {
+        let trace = telemetry::kafka_context(m);
+        tracing::warn!(
+            consumer = NAME,
+            reason_code = code,
+            reason,
+            session_id = telemetry::record_session_id(m),
+            trace_id = trace
+                .as_ref()
+                .map(|sc| telemetry::trace_id_hex(sc.trace_id())),
+            partition = m.partition(),
+            offset = m.offset(),
+            "dead-lettering record"
+        );
         let dl = DeadLetter {
             source_topic: m.topic(),
             source_partition: m.partition(),
@@ -344,7 +372,15 @@ impl Processor {
                 .headers()
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
+                .chain(trace.as_ref().map(trace_headers).unwrap_or_default())
                 .collect(),
         }
     }
+}
+
+fn trace_headers(sc: &SpanContext) -> Vec<(String, String)> {
+    telemetry::header_values(sc)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }

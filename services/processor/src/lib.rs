@@ -11,7 +11,6 @@
 pub mod clusters;
 pub mod engine;
 pub mod handler;
-pub mod outbox;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,12 +19,12 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use achilles_core::config::Settings;
 use achilles_core::topics::{Topic, Topics};
 use achilles_core::{db, kafka};
-use achilles_runtime::{ops, ConsumerCtx, ConsumerLoop, LoopSettings};
+use achilles_runtime::{ops, ConsumerCtx, ConsumerLoop, LoopSettings, Shutdown};
 
 pub use achilles_runtime::StepReport;
 
@@ -50,6 +49,7 @@ pub enum StartupError {
 
 impl ProcessorService {
     pub async fn build(s: Settings) -> Result<Self, StartupError> {
+        achilles_core::metrics::init_series(&[handler::NAME]);
         let topics = Topics::new(s.kafka.topic_prefix.clone());
         if s.kafka.create_topics {
             kafka::ensure_topics(&s.kafka, &topics).await?;
@@ -105,25 +105,17 @@ impl ProcessorService {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (tx, rx) = watch::channel(false);
-        let wait = {
-            let rx = rx.clone();
-            move || {
-                let mut rx = rx.clone();
-                async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                }
-            }
-        };
-        let signal = async move {
-            shutdown.await;
-            let _ = tx.send(true);
-        };
+        let (stop, driver) = Shutdown::new(shutdown);
         let (_, _, _, ops) = tokio::join!(
-            signal,
-            self.consumer_loop.run(wait()),
-            outbox::run(self.pool.clone(), self.producer, self.wake, rx),
-            ops::serve(self.ops_listener, self.pool, wait()),
+            driver,
+            self.consumer_loop.run(stop.wait()),
+            achilles_runtime::outbox::run(
+                self.pool.clone(),
+                self.producer,
+                self.wake,
+                stop.receiver()
+            ),
+            ops::serve(self.ops_listener, self.pool, stop.wait()),
         );
         ops
     }

@@ -2,7 +2,6 @@
 //! Postgres: known answers for a scripted session, order independence,
 //! duplicates, crash recovery under SIGKILL and scale-out to two instances.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use achilles_core::config::Settings;
@@ -10,13 +9,13 @@ use achilles_core::model::submission::{
     from_json, Context, EventSubmission, SessionEndSubmission, SessionStartSubmission,
 };
 use achilles_core::model::{Limits, TenantId};
-use achilles_core::secrecy::ExposeSecret;
 use achilles_core::topics::{Topic, Topics};
 use achilles_core::wire::session_ended::SessionEnded;
 use achilles_core::wire::{encode_envelope, headers, Envelope, Record};
 use achilles_processor::ProcessorService;
 use achilles_test_support::{
-    eventually, read_topic, settings, shared_brokers, unique_prefix, TestDb,
+    eventually, read_topic, settings, shared_brokers, spawn_service, unique_prefix, KillOnDrop,
+    TestDb,
 };
 use chrono::{DateTime, Duration as Span, Utc};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -328,20 +327,16 @@ fn workload(sc: &Script, sessions: usize, per_session: usize) -> Vec<Envelope> {
     out
 }
 
-fn spawn_binary(s: &Settings) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_achilles-processor"))
-        .env("DATABASE_URL", s.database.url.expose_secret())
-        .env("ACHILLES_KAFKA__BROKERS", &s.kafka.brokers)
-        .env("ACHILLES_KAFKA__TOPIC_PREFIX", &s.kafka.topic_prefix)
-        .env("ACHILLES_PROCESSOR__GROUP_ID", &s.processor.group_id)
-        .env("ACHILLES_PROCESSOR__METRICS_LISTEN", "127.0.0.1:0")
-        .env("ACHILLES_PROCESSOR__BATCH_MAX_RECORDS", "50")
-        .env("ACHILLES_LOG_FORMAT", "pretty")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn achilles-processor")
+fn spawn_binary(s: &Settings) -> KillOnDrop {
+    spawn_service(
+        env!("CARGO_BIN_EXE_achilles-processor"),
+        s,
+        &[
+            ("ACHILLES_PROCESSOR__GROUP_ID", &s.processor.group_id),
+            ("ACHILLES_PROCESSOR__METRICS_LISTEN", "127.0.0.1:0"),
+            ("ACHILLES_PROCESSOR__BATCH_MAX_RECORDS", "50"),
+        ],
+    )
 }
 
 #[tokio::test]
@@ -378,8 +373,7 @@ async fn sigkill_mid_stream_gives_the_same_rows_as_an_uninterrupted_run() {
         || async { (crashed.count("SELECT count(*) FROM processor_seen").await > 0).then_some(()) },
     )
     .await;
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    child.kill(); // SIGKILL
     let seen = crashed.count("SELECT count(*) FROM processor_seen").await;
     assert!(
         seen < 3000,
@@ -387,9 +381,35 @@ async fn sigkill_mid_stream_gives_the_same_rows_as_an_uninterrupted_run() {
     );
     let mut child = spawn_binary(&crashed.settings);
     crashed.wait_final(20).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     assert_eq!(crashed.snapshot().await, expected);
+}
+
+#[tokio::test]
+async fn losing_one_of_two_instances_moves_its_work_without_loss_or_duplicates() {
+    let sc = Script::new();
+    let envs = workload(&sc, 24, 120);
+    let mut reference = world().await;
+    reference.publish(&envs).await;
+    reference.start_processor().await;
+    reference.wait_final(24).await;
+
+    let w = world().await;
+    w.publish(&envs).await;
+    let mut a = spawn_binary(&w.settings);
+    let mut b = spawn_binary(&w.settings);
+    eventually(
+        Duration::from_secs(60),
+        "both instances make progress",
+        || async { (w.count("SELECT count(*) FROM processor_seen").await > 200).then_some(()) },
+    )
+    .await;
+    a.kill(); // SIGKILL one instance
+              // The survivor takes over the dead instance's partitions (after the
+              // group's session timeout) and their sessions' state from Postgres.
+    w.wait_final(24).await;
+    b.kill();
+    assert_eq!(w.snapshot().await, reference.snapshot().await);
 }
 
 #[tokio::test]

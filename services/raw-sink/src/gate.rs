@@ -7,6 +7,8 @@
 //! topic as a canonical envelope. Anything else goes to the dead-letter
 //! topic with the reason. The batch's offsets are committed only after the
 //! broker acknowledged both the republished and the dead-lettered records.
+//! A republished record carries its intake record's trace context, so the
+//! producer's trace continues into landing and processing.
 
 use chrono::Utc;
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -16,6 +18,7 @@ use achilles_core::error::Classify;
 use achilles_core::metrics;
 use achilles_core::model::Limits;
 use achilles_core::publisher::Publisher;
+use achilles_core::telemetry;
 use achilles_core::wire::intake::decode_intake;
 use achilles_core::wire::{headers, Envelope};
 
@@ -41,6 +44,7 @@ impl BatchHandler for Gate {
     async fn handle(&self, batch: &[OwnedMessage]) -> Result<(), HandlerError> {
         let now = Utc::now();
         let mut accepted = Vec::with_capacity(batch.len());
+        let mut contexts = Vec::with_capacity(batch.len());
         let mut rejected = Vec::new();
         for m in batch {
             metrics::CONSUMED.with_label_values(&[NAME, "intake"]).inc();
@@ -55,10 +59,13 @@ impl BatchHandler for Gate {
                 continue;
             };
             match decode_intake(m.payload().unwrap_or_default(), tenant, now, &self.limits) {
-                Ok(record) => accepted.push(Envelope {
-                    ingested_at: now,
-                    record,
-                }),
+                Ok(record) => {
+                    accepted.push(Envelope {
+                        ingested_at: now,
+                        record,
+                    });
+                    contexts.push(telemetry::kafka_context(m));
+                }
                 Err(e) => rejected.push(Rejected {
                     message: m,
                     reason_code: e.reason_code(),
@@ -67,11 +74,9 @@ impl BatchHandler for Gate {
             }
         }
         if !accepted.is_empty() {
-            // Records of one batch may carry different trace contexts; the
-            // first one stands for the batch, which is what a span of this
-            // step would do too.
-            let tp = batch.iter().find_map(|m| header(m, headers::TRACEPARENT));
-            self.publisher.publish(&accepted, tp).await?;
+            // Each record keeps its own trace; one without a context gets
+            // this batch's.
+            self.publisher.publish_each(&accepted, &contexts).await?;
         }
         if !rejected.is_empty() {
             self.dead_letters.send(&rejected).await?;

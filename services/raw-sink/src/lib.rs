@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use achilles_core::auth::KeyStore;
 use achilles_core::config::Settings;
@@ -27,7 +26,7 @@ use achilles_core::publisher::Publisher;
 use achilles_core::topics::{Topic, Topics};
 use achilles_core::{db, kafka};
 
-use achilles_runtime::{ops, ConsumerCtx, ConsumerLoop, DeadLetterSink, LoopSettings};
+use achilles_runtime::{ops, ConsumerCtx, ConsumerLoop, DeadLetterSink, LoopSettings, Shutdown};
 
 pub use achilles_runtime::StepReport;
 
@@ -54,6 +53,7 @@ pub enum StartupError {
 impl RawSink {
     /// Connects, creates topics if configured, subscribes both loops.
     pub async fn build(s: Settings) -> Result<Self, StartupError> {
+        achilles_core::metrics::init_series(&[landing::NAME, gate::NAME]);
         let topics = Topics::new(s.kafka.topic_prefix.clone());
         if s.kafka.create_topics {
             kafka::ensure_topics(&s.kafka, &topics).await?;
@@ -128,22 +128,12 @@ impl RawSink {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (tx, rx) = watch::channel(false);
-        let wait = move || {
-            let mut rx = rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let signal = async move {
-            shutdown.await;
-            let _ = tx.send(true);
-        };
+        let (stop, driver) = Shutdown::new(shutdown);
         let (_, _, _, ops) = tokio::join!(
-            signal,
-            self.landing.run(wait()),
-            self.gate.run(wait()),
-            ops::serve(self.ops_listener, self.pool, wait()),
+            driver,
+            self.landing.run(stop.wait()),
+            self.gate.run(stop.wait()),
+            ops::serve(self.ops_listener, self.pool, stop.wait()),
         );
         ops
     }

@@ -6,7 +6,8 @@ use achilles_core::config::Settings;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load()?;
-    achilles_core::telemetry::init(&settings.log);
+    // Held to the end of main: dropping it flushes queued spans.
+    let _telemetry = achilles_core::telemetry::init(&settings.log, "achilles-raw-sink");
     let sink = achilles_raw_sink::RawSink::build(settings).await?;
     tracing::info!(ops = %sink.ops_addr(), "achilles-raw-sink running");
     sink.run_until(achilles_core::shutdown::signal()).await?;

@@ -2,7 +2,6 @@
 //! direct-to-Kafka intake, dead-lettering, idempotent replays and crash
 //! recovery of the real binary under SIGKILL.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use achilles_core::config::Settings;
@@ -10,13 +9,14 @@ use achilles_core::model::submission::{
     from_json, Context, EventSubmission, SessionStartSubmission,
 };
 use achilles_core::model::{Limits, TenantId};
-use achilles_core::secrecy::{ExposeSecret, SecretString};
+use achilles_core::secrecy::SecretString;
 use achilles_core::topics::{Topic, Topics};
 use achilles_core::wire::dead_letter::decode_dead_letter;
 use achilles_core::wire::{encode_envelope, headers, Envelope, Record};
 use achilles_raw_sink::RawSink;
 use achilles_test_support::{
-    eventually, read_topic, settings, shared_brokers, unique_prefix, TestDb,
+    eventually, read_topic, settings, shared_brokers, spawn_service, unique_prefix, KillOnDrop,
+    TestDb,
 };
 use chrono::Utc;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -283,21 +283,17 @@ async fn replaying_the_topic_creates_no_duplicates() {
     assert!(dlq.is_empty(), "duplicates are not errors");
 }
 
-fn spawn_binary(s: &Settings) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_achilles-raw-sink"))
-        .env("DATABASE_URL", s.database.url.expose_secret())
-        .env("ACHILLES_KAFKA__BROKERS", &s.kafka.brokers)
-        .env("ACHILLES_KAFKA__TOPIC_PREFIX", &s.kafka.topic_prefix)
-        .env("ACHILLES_SINK__GROUP_ID", &s.sink.group_id)
-        .env("ACHILLES_SINK__GATE_GROUP_ID", &s.sink.gate_group_id)
-        .env("ACHILLES_SINK__METRICS_LISTEN", "127.0.0.1:0")
-        .env("ACHILLES_SINK__BATCH_MAX_RECORDS", "100")
-        .env("ACHILLES_LOG_FORMAT", "pretty")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn achilles-raw-sink")
+fn spawn_binary(s: &Settings) -> KillOnDrop {
+    spawn_service(
+        env!("CARGO_BIN_EXE_achilles-raw-sink"),
+        s,
+        &[
+            ("ACHILLES_SINK__GROUP_ID", &s.sink.group_id),
+            ("ACHILLES_SINK__GATE_GROUP_ID", &s.sink.gate_group_id),
+            ("ACHILLES_SINK__METRICS_LISTEN", "127.0.0.1:0"),
+            ("ACHILLES_SINK__BATCH_MAX_RECORDS", "100"),
+        ],
+    )
 }
 
 #[tokio::test]
@@ -335,8 +331,7 @@ async fn sigkill_mid_stream_then_restart_leaves_exactly_one_row_per_event() {
         },
     )
     .await;
-    child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix.
-    child.wait().unwrap();
+    child.kill(); // SIGKILL on Unix.
     let after_kill = t
         .count(&format!(
             "SELECT count(*) FROM events WHERE session_id = '{sid}'"
@@ -362,8 +357,7 @@ async fn sigkill_mid_stream_then_restart_leaves_exactly_one_row_per_event() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     assert_eq!(
         t.count(&format!(
             "SELECT count(*) FROM events WHERE session_id = '{sid}'"

@@ -9,6 +9,12 @@
 //! 4. the conventional shortcuts `DATABASE_URL`, `ACHILLES_DEV_API_KEY` and
 //!    `ACHILLES_LOG_FORMAT`, which win over everything else.
 //!
+//! The OpenTelemetry variables `OTEL_EXPORTER_OTLP_ENDPOINT` and
+//! `OTEL_SERVICE_NAME` are fallbacks below layer 2: they set
+//! `log.otlp_endpoint` and `log.service_name` unless the file or an
+//! `ACHILLES_LOG__*` variable does (`ACHILLES_LOG__OTLP_ENDPOINT=""` turns
+//! export off again). Trace export is off by default.
+//!
 //! Secrets (`database.url`, API keys) are `SecretString`s: their `Debug`
 //! output is redacted, so logging the whole config is safe.
 
@@ -31,6 +37,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub sink: SinkSettings,
     pub processor: ProcessorSettings,
+    pub agent: AgentSettings,
     pub validation: Limits,
     pub log: LogSettings,
 }
@@ -217,6 +224,107 @@ impl Default for ProcessorSettings {
     }
 }
 
+/// The monitoring agent (`achilles-agent`); formulas and checks are
+/// documented in docs/agent.md.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Deep mode's consumer group (session-ended topic).
+    pub group_id: String,
+    /// Light mode's consumer group (events topic); its positions live in
+    /// `consumer_offsets`, committed with the insights.
+    pub light_group_id: String,
+    /// Serves `/metrics`, `/healthz` and `/readyz`.
+    pub metrics_listen: String,
+    pub batch_max_records: usize,
+    pub batch_linger_ms: u64,
+    pub shutdown_deadline_ms: u64,
+    pub retry_backoff_ms: u64,
+    /// How long deep mode waits for the raw sink (and light mode) to have
+    /// every event a session-ended record announces; after that it judges
+    /// what is there and marks the report incomplete.
+    pub deep_max_wait_ms: u64,
+    /// Clusters and files listed in a session report.
+    pub report_top_n: usize,
+    /// Thresholds of the light-mode checks.
+    pub checks: CheckSettings,
+    /// OpenAI-compatible base URL (e.g. `http://127.0.0.1:11434/v1`) for an
+    /// optional narrative in session reports. Off when unset.
+    pub llm_endpoint: Option<String>,
+    pub llm_model: Option<String>,
+    pub llm_api_key: Option<SecretString>,
+    pub llm_timeout_ms: u64,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            group_id: "achilles-agent".into(),
+            light_group_id: "achilles-agent-light".into(),
+            metrics_listen: "127.0.0.1:9103".into(),
+            batch_max_records: 2_000,
+            batch_linger_ms: 20,
+            shutdown_deadline_ms: 10_000,
+            retry_backoff_ms: 500,
+            deep_max_wait_ms: 30_000,
+            report_top_n: 5,
+            checks: CheckSettings::default(),
+            llm_endpoint: None,
+            llm_model: None,
+            llm_api_key: None,
+            llm_timeout_ms: 20_000,
+        }
+    }
+}
+
+/// When each light-mode check raises and resolves (docs/agent.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckSettings {
+    /// high_error_density: failing share of the last `error_density_window`
+    /// events at which it is raised ...
+    pub error_density_threshold: f64,
+    /// ... once the window holds at least this many events ...
+    pub error_density_min_events: usize,
+    pub error_density_window: usize,
+    /// ... and below which an open one resolves (hysteresis, no flapping).
+    pub error_density_clear: f64,
+    /// Density at which it becomes critical.
+    pub error_density_critical: f64,
+    /// agent_churn: break/fix cycles on one file within the window.
+    pub churn_min_cycles: usize,
+    pub churn_window_ms: i64,
+    /// command_loop: failures of the same command since it last succeeded,
+    /// within the window.
+    pub loop_min_repeats: usize,
+    pub loop_window_ms: i64,
+    /// stalled_session: agent actions since the last successful command or
+    /// test run (with at least one failed one among them).
+    pub stalled_min_actions: usize,
+    /// runaway_cost: session totals (critical at twice the limit).
+    pub max_session_tokens: i64,
+    pub max_session_cost_usd: f64,
+}
+
+impl Default for CheckSettings {
+    fn default() -> Self {
+        Self {
+            error_density_threshold: 0.5,
+            error_density_min_events: 10,
+            error_density_window: 20,
+            error_density_clear: 0.3,
+            error_density_critical: 0.8,
+            churn_min_cycles: 3,
+            churn_window_ms: 30 * 60 * 1000,
+            loop_min_repeats: 3,
+            loop_window_ms: 10 * 60 * 1000,
+            stalled_min_actions: 30,
+            max_session_tokens: 2_000_000,
+            max_session_cost_usd: 10.0,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
@@ -224,6 +332,13 @@ pub struct LogSettings {
     pub format: String,
     /// An `EnvFilter` directive; `RUST_LOG` wins when set.
     pub filter: String,
+    /// OTLP/HTTP base URL of a trace collector, e.g.
+    /// `http://otel-collector:4318` (spans go to `<url>/v1/traces`, as
+    /// protobuf). Unset or empty: no export (the default).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans; unset: the binary's name
+    /// (`achilles-api`, `achilles-raw-sink`, ...).
+    pub service_name: Option<String>,
 }
 
 impl Default for LogSettings {
@@ -231,6 +346,8 @@ impl Default for LogSettings {
         Self {
             format: "json".into(),
             filter: "info".into(),
+            otlp_endpoint: None,
+            service_name: None,
         }
     }
 }
@@ -251,7 +368,15 @@ impl Settings {
     }
 
     pub fn figment(file: Option<PathBuf>) -> Figment {
-        let mut f = Figment::new();
+        // Lowest layer: the standard OpenTelemetry variables, as fallbacks.
+        let mut f = Figment::new().merge(
+            Env::raw()
+                .only(&["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"])
+                .map(|k| match k.as_str() {
+                    "OTEL_SERVICE_NAME" | "otel_service_name" => "log.service_name".into(),
+                    _ => "log.otlp_endpoint".into(),
+                }),
+        );
         if let Some(path) = file {
             f = f.merge(Toml::file_exact(path));
         }
@@ -279,6 +404,8 @@ impl Settings {
 }
 
 #[cfg(test)]
+// figment's `Jail` closures return its large error type by design.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
@@ -306,6 +433,44 @@ mod tests {
             assert_eq!(s.api.max_batch_events, 1_000, "default kept");
             assert_eq!(s.database.url.expose_secret(), "postgres://x@y/z");
             assert_eq!(s.auth.dev_api_key.expose_secret(), "sekrit");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn agent_checks_nest_and_the_llm_is_off_by_default() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ACHILLES_AGENT__CHECKS__LOOP_MIN_REPEATS", "5");
+            jail.set_env("ACHILLES_AGENT__LLM_API_KEY", "sk-secret-value");
+            let s: Settings = Settings::figment(None).extract()?;
+            assert_eq!(s.agent.checks.loop_min_repeats, 5);
+            assert_eq!(s.agent.checks.churn_min_cycles, 3, "default kept");
+            assert_eq!(s.agent.group_id, "achilles-agent");
+            assert!(s.agent.llm_endpoint.is_none());
+            assert!(!format!("{s:?}").contains("sk-secret-value"));
+            Ok(())
+        });
+        assert!(Settings::default().agent.llm_api_key.is_none());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure type
+    fn otlp_export_is_off_by_default_and_otel_env_is_a_fallback() {
+        figment::Jail::expect_with(|jail| {
+            let s: Settings = Settings::figment(None).extract()?;
+            assert!(s.log.otlp_endpoint.is_none(), "off by default");
+            assert!(s.log.service_name.is_none());
+            jail.set_env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318");
+            jail.set_env("OTEL_SERVICE_NAME", "achilles-eu");
+            let s: Settings = Settings::figment(None).extract()?;
+            assert_eq!(s.log.otlp_endpoint.as_deref(), Some("http://otel:4318"));
+            assert_eq!(s.log.service_name.as_deref(), Some("achilles-eu"));
+            jail.create_file("c.toml", "[log]\notlp_endpoint = \"http://file:4318\"\n")?;
+            let s: Settings = Settings::figment(Some("c.toml".into())).extract()?;
+            assert_eq!(s.log.otlp_endpoint.as_deref(), Some("http://file:4318"));
+            jail.set_env("ACHILLES_LOG__OTLP_ENDPOINT", "http://env:4318");
+            let s: Settings = Settings::figment(Some("c.toml".into())).extract()?;
+            assert_eq!(s.log.otlp_endpoint.as_deref(), Some("http://env:4318"));
             Ok(())
         });
     }

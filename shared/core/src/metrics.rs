@@ -247,6 +247,37 @@ fn register_all(r: &Registry) {
     }
 }
 
+/// Creates the series every dashboard and alert expects at zero, so the
+/// first real increment shows up in `rate()` instead of being mistaken for
+/// the series' start. Labels here are the closed sets documented above.
+pub fn init_series(consumers: &[&str]) {
+    for outcome in ["accepted", "duplicate", "rejected"] {
+        INGEST_EVENTS.with_label_values(&[outcome]);
+    }
+    for cause in ["queue_full", "broker_unavailable", "kafka_error"] {
+        BACKPRESSURE.with_label_values(&[cause]);
+    }
+    for c in consumers {
+        CONSUMED.with_label_values(&[c, "events"]);
+        BATCH_SIZE.with_label_values(&[c]);
+        DB_WRITE.with_label_values(&[c]);
+        CLUSTERS_CREATED.with_label_values(&[c]);
+        CLUSTER_OCCURRENCES.with_label_values(&[c]);
+    }
+    for stage in ["landed", "derived", "insight"] {
+        FRESHNESS.with_label_values(&[stage]);
+    }
+    for kind in ["same_file", "any_failure"] {
+        CORRELATIONS.with_label_values(&[kind]);
+    }
+    for d in ["accepted", "too_late"] {
+        LATE_EVENTS.with_label_values(&[d]);
+    }
+    for (table, outcome) in [("events", "inserted"), ("events", "duplicate")] {
+        LANDED.with_label_values(&[table, outcome]);
+    }
+}
+
 /// The Prometheus text exposition of every metric.
 pub fn render() -> String {
     let mut buf = Vec::new();

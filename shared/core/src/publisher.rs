@@ -6,6 +6,10 @@
 //! failure is reported as retryable; records of a failed call that did get
 //! through are harmless on retry because everything downstream dedups on
 //! the event hash.
+//!
+//! Every record carries the W3C trace context (`traceparent`, and
+//! `tracestate` when there is one) so its consumers join the producer's
+//! trace.
 
 use std::time::Instant;
 
@@ -17,6 +21,7 @@ use rdkafka::util::Timeout;
 
 use crate::error::{Classify, Disposition};
 use crate::metrics;
+use crate::telemetry::{self, SpanContext};
 use crate::topics::{Topic, Topics};
 use crate::wire::{codec, headers, Envelope};
 
@@ -84,26 +89,56 @@ impl Publisher {
     }
 
     /// Publishes all envelopes (keyed by session) and waits for every ack.
-    #[tracing::instrument(skip_all, fields(records = envelopes.len()), err)]
+    ///
+    /// Each record's `traceparent` is `traceparent` when given and valid,
+    /// otherwise the current trace context (this call's `publish` span, a
+    /// child of the HTTP request span; a fresh trace when there is none),
+    /// so the header is always present.
+    #[tracing::instrument(skip_all, fields(records = envelopes.len(), otel.kind = "producer"), err)]
     pub async fn publish(
         &self,
         envelopes: &[Envelope],
         traceparent: Option<&str>,
     ) -> Result<(), PublishError> {
+        let given = traceparent.and_then(telemetry::parse_traceparent);
+        self.send_all(envelopes, |_| given.as_ref()).await
+    }
+
+    /// Like [`Self::publish`], with the trace context of each envelope's
+    /// source record (`contexts[i]` for `envelopes[i]`); where it is
+    /// `None` the current context is used. The intake gate forwards each
+    /// intake record's own context this way.
+    #[tracing::instrument(skip_all, fields(records = envelopes.len(), otel.kind = "producer"), err)]
+    pub async fn publish_each(
+        &self,
+        envelopes: &[Envelope],
+        contexts: &[Option<SpanContext>],
+    ) -> Result<(), PublishError> {
+        self.send_all(envelopes, |i| contexts.get(i).and_then(Option::as_ref))
+            .await
+    }
+
+    async fn send_all<'c>(
+        &self,
+        envelopes: &[Envelope],
+        context_of: impl Fn(usize) -> Option<&'c SpanContext>,
+    ) -> Result<(), PublishError> {
         let started = Instant::now();
+        let current = telemetry::header_values(&telemetry::current_context());
         let mut pending = Vec::with_capacity(envelopes.len());
         let mut first_error = None;
-        for env in envelopes {
+        for (i, env) in envelopes.iter().enumerate() {
             let key = env.record.session_id().to_string();
             let payload = codec::encode_envelope(env);
-            let mut hdrs = OwnedHeaders::new().insert(Header {
+            let mut hdrs = OwnedHeaders::new_with_capacity(3).insert(Header {
                 key: headers::CONTENT_TYPE,
                 value: Some(headers::ENVELOPE_CONTENT_TYPE),
             });
-            if let Some(tp) = traceparent {
+            let own = context_of(i).map(telemetry::header_values);
+            for (k, v) in own.as_ref().unwrap_or(&current) {
                 hdrs = hdrs.insert(Header {
-                    key: headers::TRACEPARENT,
-                    value: Some(tp),
+                    key: k,
+                    value: Some(v.as_str()),
                 });
             }
             let record = FutureRecord::to(&self.topic)

@@ -22,14 +22,18 @@ pub enum Topic {
     /// One record per session whose end the stream processor has folded in
     /// (all derived rows committed); the monitoring agent's trigger.
     SessionEnded,
+    /// Insights raised, escalated or resolved by the monitoring agent, for
+    /// alerting and webhooks.
+    Insights,
 }
 
 impl Topic {
-    pub const ALL: [Topic; 4] = [
+    pub const ALL: [Topic; 5] = [
         Topic::Intake,
         Topic::Events,
         Topic::DeadLetter,
         Topic::SessionEnded,
+        Topic::Insights,
     ];
 
     /// The name without prefix. The `.v1` suffix changes only for an
@@ -40,6 +44,7 @@ impl Topic {
             Self::Events => "achilles.events.v1",
             Self::DeadLetter => "achilles.deadletter.v1",
             Self::SessionEnded => "achilles.session-ended.v1",
+            Self::Insights => "achilles.insights.v1",
         }
     }
 
@@ -50,6 +55,7 @@ impl Topic {
             Self::Events => "envelope.v1.avsc",
             Self::DeadLetter => "dead-letter.v1.avsc",
             Self::SessionEnded => "session-ended.v1.avsc",
+            Self::Insights => "insight.v1.avsc",
         }
     }
 }

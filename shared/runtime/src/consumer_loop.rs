@@ -8,6 +8,9 @@
 //! retries the *same* batch with back-off; the offsets never move past a
 //! record whose effects are not durable. Handlers must be idempotent,
 //! because a crash between their commit and ours replays the batch.
+//!
+//! Each batch runs in a `batch` span tied to the traces of its records
+//! (see [`crate::trace`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,12 +20,14 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use achilles_core::error::Classify;
 use achilles_core::metrics;
 
 use crate::context::ConsumerCtx;
 use crate::error::HandlerError;
+use crate::trace::BatchTrace;
 
 /// Processes one batch; `Err` means "retry the same batch later".
 pub trait BatchHandler: Send + Sync {
@@ -162,7 +167,12 @@ impl<H: BatchHandler> ConsumerLoop<H> {
         metrics::BATCH_SIZE
             .with_label_values(&[self.name])
             .observe(batch.len() as f64);
-        let Some(attempts) = self.process(&batch, stop).await else {
+        let trace = BatchTrace::start(self.name, &batch);
+        let processed = self
+            .process(&batch, stop)
+            .instrument(trace.span.clone())
+            .await;
+        let Some(attempts) = processed else {
             return Ok(StepReport {
                 records: 0,
                 attempts: 0,
@@ -170,7 +180,9 @@ impl<H: BatchHandler> ConsumerLoop<H> {
         };
         // Async commit: a lost commit only replays an idempotent batch, and
         // not waiting keeps the loop's latency off the broker round trip.
-        self.commit(&batch, CommitMode::Async)?;
+        trace
+            .span
+            .in_scope(|| self.commit(&batch, CommitMode::Async))?;
         Ok(StepReport {
             records: batch.len(),
             attempts,

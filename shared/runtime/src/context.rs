@@ -39,6 +39,17 @@ impl ConsumerContext for ConsumerCtx {
         metrics::REBALANCES
             .with_label_values(&[self.name, kind])
             .inc();
+        // A revoked partition's lag is another instance's to report now;
+        // a frozen series here would keep lag alerts firing.
+        if let Rebalance::Revoke(tpl) = r {
+            for e in tpl.elements() {
+                let _ = metrics::CONSUMER_LAG.remove_label_values(&[
+                    self.name,
+                    e.topic(),
+                    &e.partition().to_string(),
+                ]);
+            }
+        }
         tracing::info!(consumer = self.name, kind, "rebalance");
     }
 }

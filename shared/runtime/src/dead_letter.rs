@@ -1,4 +1,8 @@
 //! Parking records that can never be processed, with the reason.
+//!
+//! The dead-letter record keeps the source record's key (the session id)
+//! and trace context (`traceparent`), and the warning logged for it names
+//! both, so a parked record can be followed back to its request.
 
 use chrono::Utc;
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
@@ -6,6 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use achilles_core::metrics;
 use achilles_core::publisher::PublishError;
+use achilles_core::telemetry;
 use achilles_core::topics::{Topic, Topics};
 use achilles_core::wire::dead_letter::DeadLetter;
 
@@ -65,14 +70,26 @@ impl DeadLetterSink {
                     value: Some(&v),
                 });
             }
+            let trace = telemetry::kafka_context(m);
+            if let Some(sc) = &trace {
+                headers = telemetry::insert_kafka_headers(headers, sc);
+            }
             let mut rec = FutureRecord::to(&self.topic)
                 .payload(&value)
                 .headers(headers);
             if let Some(k) = m.key() {
                 rec = rec.key(k);
             }
-            tracing::warn!(consumer = self.consumer, reason_code = r.reason_code, reason = %r.reason,
-                partition = m.partition(), offset = m.offset(), "dead-lettering record");
+            tracing::warn!(
+                consumer = self.consumer,
+                reason_code = r.reason_code,
+                reason = %r.reason,
+                session_id = telemetry::record_session_id(m),
+                trace_id = trace.as_ref().map(|sc| telemetry::trace_id_hex(sc.trace_id())),
+                partition = m.partition(),
+                offset = m.offset(),
+                "dead-lettering record"
+            );
             match self.producer.send_result(rec) {
                 Ok(delivery) => pending.push(delivery),
                 Err((e, _)) => return Err(PublishError::Unavailable(e.to_string())),

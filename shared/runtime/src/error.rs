@@ -11,6 +11,11 @@ pub enum HandlerError {
     Publish(#[from] PublishError),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The batch depends on work another consumer has not finished yet
+    /// (e.g. the raw sink has not landed every event of an ended session):
+    /// retry later, like any transient failure.
+    #[error("not ready: {0}")]
+    NotReady(String),
 }
 
 impl Classify for HandlerError {
@@ -37,6 +42,7 @@ impl Classify for HandlerError {
             Self::Database(_) => "database_unavailable",
             Self::Publish(e) => e.reason_code(),
             Self::Kafka(_) => "kafka_error",
+            Self::NotReady(_) => "not_ready",
         }
     }
 }

@@ -67,3 +67,43 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Starts a service binary (path from `env!("CARGO_BIN_EXE_...")`) against
+/// the test's database, brokers and topic prefix, plus `extra` variables
+/// (consumer groups, batch sizes). Logs go to the test's stderr.
+pub fn spawn_service(binary: &str, s: &Settings, extra: &[(&str, &str)]) -> KillOnDrop {
+    use secrecy::ExposeSecret;
+    let mut cmd = std::process::Command::new(binary);
+    cmd.env("DATABASE_URL", s.database.url.expose_secret())
+        .env("ACHILLES_KAFKA__BROKERS", &s.kafka.brokers)
+        .env("ACHILLES_KAFKA__TOPIC_PREFIX", &s.kafka.topic_prefix)
+        .env("ACHILLES_LOG_FORMAT", "pretty")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    KillOnDrop(
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("spawn {binary}: {e}")),
+    )
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test never
+/// leaves a service running that holds ports or consumer-group membership.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// SIGKILL now and reap; for tests that crash a service on purpose.
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -256,8 +256,9 @@ impl SessionGen {
                 );
             }
             _ => {
+                let text = *self.rng.pick(USER_TEXTS);
                 out.push_str(r#""kind":"user_message","data":{"text":"#);
-                push_json_str(out, *self.rng.pick(USER_TEXTS));
+                push_json_str(out, text);
                 out.push('}');
             }
         }
@@ -265,10 +266,12 @@ impl SessionGen {
         // kinds up to a realistic size.
         let _ = write!(
             out,
-            r#","attributes":{{"run_id":"{}","seq":{},"step":{},"host":"dev-laptop-07","cwd":"/home/dev/src/billing","agent_version":"1.4.2"}}}}"#,
+            r#","attributes":{{"run_id":"{}","seq":{},"step":{},"tool_use_id":"toolu_{:016x}","host":"dev-laptop-07","cwd":"/home/dev/src/billing","git_sha":"{:08x}","agent_version":"1.4.2"}}}}"#,
             self.run_id,
             self.seq,
-            self.seq / 4
+            self.seq / 4,
+            self.rng.next_u64(),
+            self.rng.next_u64() as u32
         );
     }
 }

@@ -65,6 +65,12 @@ pub struct LandingReport {
     pub processor_running: bool,
     pub freshness_derived_ms: Option<Quantiles>,
     pub freshness_derived_metric_ms: Option<BucketQuantiles>,
+    /// How long after the run's end the processor had applied every landed
+    /// event of it (`None`: no processor, or not within the drain timeout).
+    pub derived_caught_up_after_s: Option<f64>,
+    /// The run's events over the time from its start until the processor
+    /// had applied them all: the processor's sustained rate when it lags.
+    pub derived_events_per_s: Option<f64>,
     /// Why `freshness_derived_ms` is null, or caveats about it.
     pub derived_note: Option<String>,
     pub poll_interval_ms: Option<u64>,
@@ -126,7 +132,7 @@ impl Watch {
         }
         let label = |s: &str| format!("stage=\"{s}\"");
         let sink_before = prom::scrape(&args.sink_metrics, METRIC, &label("landed")).await;
-        let processor = prom::answers(&args.processor_metrics).await;
+        let processor = prom::listening(&args.processor_metrics).await;
         let proc_before = if processor {
             prom::scrape(&args.processor_metrics, METRIC, &label("derived")).await
         } else {
@@ -176,14 +182,22 @@ impl Watch {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        // With a processor running, wait for it too (polled or not): a
+        // backlog left behind would distort the next measurement.
+        let mut caught_up = None;
+        if self.processor {
+            let derived_sql = "SELECT sum(event_count)::bigint FROM sessions WHERE id = ANY($1)";
+            while Instant::now() < deadline {
+                if self.count(derived_sql, ids).await >= landed {
+                    caught_up = Some(Utc::now());
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
         let mut derived_note = None;
         let observed = match self.poller.take() {
             Some((task, stop)) => {
-                let derived_sql =
-                    "SELECT sum(event_count)::bigint FROM sessions WHERE id = ANY($1)";
-                while Instant::now() < deadline && self.count(derived_sql, ids).await < landed {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
                 stop.store(true, Ordering::Relaxed);
                 // A panicked poller leaves no observations: reported below.
                 Some(task.await.unwrap_or_default())
@@ -193,7 +207,7 @@ impl Watch {
                     "derived freshness not polled for this run (--derived off)".to_owned()
                 } else {
                     format!(
-                        "achilles-processor is not running (nothing answers on {}): no derived rows to time",
+                        "achilles-processor is not running (nothing listens on {}): no derived rows to time",
                         self.args.processor_metrics
                     )
                 });
@@ -301,10 +315,15 @@ impl Watch {
             processor_running: self.processor,
             freshness_derived_ms,
             freshness_derived_metric_ms: metric_since(&self.proc_before, proc_after),
+            derived_caught_up_after_s: caught_up
+                .map(|t| round3((t - end).num_milliseconds() as f64 / 1e3)),
+            derived_events_per_s: caught_up.map(|t| {
+                round3(landed_h.len() as f64 * 1e3 / (t - start).num_milliseconds().max(1) as f64)
+            }),
             derived_note,
             poll_interval_ms: observed
                 .is_some()
-                .then(|| self.args.poll.as_millis() as u64),
+                .then_some(self.args.poll.as_millis() as u64),
         })
     }
 }

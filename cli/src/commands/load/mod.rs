@@ -81,6 +81,10 @@ pub struct LoadArgs {
     pub landing: bool,
     #[arg(long, default_value_t = 180.0)]
     pub drain_timeout: f64,
+    /// Before an ingest run, wait up to this many seconds for the raw sink
+    /// and the processor to report zero consumer lag (0: do not wait).
+    #[arg(long, default_value_t = 0.0)]
+    pub settle_timeout: f64,
     /// With --landing: time derived rows (`sessions.event_count`) when the
     /// processor answers on --processor-metrics: `auto` or `off`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
@@ -256,6 +260,20 @@ async fn run_ingest(
         rate.is_none(),
         a.seed,
     ));
+    if a.settle_timeout > 0.0 {
+        let urls = [a.sink_metrics.as_str(), a.processor_metrics.as_str()];
+        match prom::settle(&urls, Duration::from_secs_f64(a.settle_timeout)).await {
+            Ok(waited) if waited > Duration::from_secs(1) => report.notes.push(format!(
+                "waited {:.0} s for the consumers' lag to reach 0 before starting",
+                waited.as_secs_f64()
+            )),
+            Ok(_) => {}
+            Err(busy) => report.notes.push(format!(
+                "started on a busy pipeline: after {} s still {busy}",
+                a.settle_timeout
+            )),
+        }
+    }
     let watch = if a.landing {
         let i = ingest.clone();
         let args = landing::LandingArgs {
@@ -293,6 +311,12 @@ async fn run_ingest(
             report.notes.push(format!(
                 "only {} of {} acknowledged events landed within {} s",
                 l.landed_events, l.expected_events, a.drain_timeout
+            ));
+        }
+        if l.processor_running && l.derived_caught_up_after_s.is_none() {
+            report.notes.push(format!(
+                "the processor had not applied all landed events within {} s: a backlog remains",
+                a.drain_timeout
             ));
         }
         report.landing = Some(l);

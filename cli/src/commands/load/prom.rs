@@ -24,26 +24,79 @@ pub struct BucketQuantiles {
     pub count: u64,
 }
 
+/// The text of a `/metrics` page, `None` if it does not answer within
+/// 10 s (a busy single-threaded service can be slow to answer).
+async fn page(url: &str) -> Option<String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .ok()?;
+    let r = http.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.text().await.ok()
+}
+
 /// Fetches `url` and extracts `metric` buckets whose labels contain
 /// `label` (e.g. `stage="landed"`). `None` if nothing answers there.
 pub async fn scrape(url: &str, metric: &str, label: &str) -> Option<Buckets> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-        .ok()?;
-    let text = http.get(url).send().await.ok()?.text().await.ok()?;
-    Some(parse(&text, metric, label))
+    Some(parse(&page(url).await?, metric, label))
 }
 
-/// Is anything serving metrics at `url`?
-pub async fn answers(url: &str) -> bool {
-    let Ok(http) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-    else {
-        return false;
-    };
-    matches!(http.get(url).send().await, Ok(r) if r.status().is_success())
+/// Does a process listen on `url`'s host and port? A TCP connect, not an
+/// HTTP request: a service too busy to answer still counts as running.
+pub async fn listening(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let connect = tokio::net::TcpStream::connect(hostport);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), connect).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Sum of all series of a gauge, e.g. `achilles_consumer_lag_records`.
+/// `None` if the page does not answer or has no such series.
+pub async fn gauge_sum(url: &str, metric: &str) -> Option<f64> {
+    let text = page(url).await?;
+    let prefix = format!("{metric}{{");
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(&prefix) || l.starts_with(&format!("{metric} ")))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// Waits until every consumer behind `urls` that is running reports zero
+/// lag, so a measurement does not start on top of an earlier backlog.
+/// `Ok(waited)`, or `Err` with what was still busy at the timeout.
+pub async fn settle(urls: &[&str], timeout: Duration) -> Result<Duration, String> {
+    let start = std::time::Instant::now();
+    loop {
+        let mut busy = Vec::new();
+        for url in urls {
+            if !listening(url).await {
+                continue;
+            }
+            match gauge_sum(url, "achilles_consumer_lag_records").await {
+                Some(lag) if lag > 0.0 => busy.push(format!("{url}: lag {lag}")),
+                Some(_) => {}
+                // No lag series yet (nothing consumed) is idle; no answer
+                // at all from a listening service means it is too busy.
+                None if page(url).await.is_some() => {}
+                None => busy.push(format!("{url}: no answer")),
+            }
+        }
+        if busy.is_empty() {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            return Err(busy.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn parse(text: &str, metric: &str, label: &str) -> Buckets {

@@ -6,6 +6,7 @@
 //! Requests alternate between the two endpoints; each has its own latency
 //! histogram in the report.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,9 @@ pub struct Reader {
     base: String,
     auth: String,
     sessions: Vec<Uuid>,
+    /// Alternates the endpoints across all requests (a closed-loop worker's
+    /// sequence numbers would otherwise always pick the same one).
+    next: AtomicU64,
     pub rec: Recorder,
 }
 
@@ -80,6 +84,7 @@ impl Reader {
             base: base.trim_end_matches('/').to_owned(),
             auth: format!("Bearer {key}"),
             sessions,
+            next: AtomicU64::new(0),
             rec: Recorder::new(),
         }
     }
@@ -104,10 +109,11 @@ impl Reader {
         v["events"].as_array().map(Vec::len)
     }
 
-    /// Request `seq`: even ones read a session, odd ones its events.
-    pub async fn read(self: Arc<Self>, seq: u64, from: Instant) {
-        let id = self.sessions[((seq / 2) % self.sessions.len() as u64) as usize];
-        let (label, path) = if seq % 2 == 0 {
+    /// One read: every other one reads a session, the others its events.
+    pub async fn read(self: Arc<Self>, _seq: u64, from: Instant) {
+        let k = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = self.sessions[((k / 2) % self.sessions.len() as u64) as usize];
+        let (label, path) = if k & 1 == 0 {
             ("session", format!("/v1/sessions/{id}"))
         } else {
             ("events", format!("/v1/sessions/{id}/events?limit=100"))

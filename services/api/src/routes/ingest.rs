@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use bytes::Bytes;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -34,7 +34,6 @@ use achilles_core::{db, ValidationError};
 
 use crate::auth::Tenant;
 use crate::error::ApiError;
-use crate::observe::TraceParent;
 use crate::state::AppState;
 
 /// `POST /v1/events/batch` body.
@@ -123,11 +122,10 @@ fn count_rejections(errors: &achilles_core::ValidationErrors) {
         (status = 422, description = "Every event was rejected; details list each", body = crate::error::ErrorBody),
         (status = 503, description = "Kafka could not take the events; retry after Retry-After", body = crate::error::ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(tenant = %tenant))]
+#[tracing::instrument(skip_all, fields(tenant = %tenant, session_id = tracing::field::Empty))]
 pub async fn ingest_batch(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Extension(tp): Extension<TraceParent>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
     let doc = parse_body(&state, "/v1/events/batch", body)?;
@@ -202,6 +200,13 @@ pub async fn ingest_batch(
         }
     }
 
+    // One session for the whole batch (the usual case): say so in the logs.
+    if let Some((_, first)) = valid.first() {
+        if valid.iter().all(|(_, e)| e.session_id == first.session_id) {
+            tracing::Span::current().record("session_id", first.session_id.to_string());
+        }
+    }
+
     // Duplicates: earlier in this batch, or already stored. The stored
     // check is best-effort: if Postgres is down we still ingest, because
     // accepting does not depend on Postgres and the sink dedups anyway.
@@ -246,7 +251,7 @@ pub async fn ingest_batch(
     if !to_publish.is_empty() {
         state
             .publisher()
-            .publish(&to_publish, Some(&tp.0))
+            .publish(&to_publish, None)
             .await
             .inspect_err(|e| {
                 metrics::BACKPRESSURE.with_label_values(&[e.cause()]).inc();
@@ -279,11 +284,10 @@ pub async fn ingest_batch(
         (status = 422, description = "Invalid submission", body = crate::error::ErrorBody),
         (status = 503, description = "Kafka unavailable; retry", body = crate::error::ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(tenant = %tenant))]
+#[tracing::instrument(skip_all, fields(tenant = %tenant, session_id = tracing::field::Empty))]
 pub async fn start_session(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Extension(tp): Extension<TraceParent>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SessionAccepted>), ApiError> {
     let doc = parse_body(&state, "/v1/sessions/start", body)?;
@@ -296,7 +300,7 @@ pub async fn start_session(
         .and_then(|s| s.validate(ctx))
         .map_err(ApiError::Invalid)?;
     let session_id = start.session_id;
-    publish_one(&state, &tp, Record::SessionStart(start)).await?;
+    publish_one(&state, Record::SessionStart(start)).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SessionAccepted {
@@ -316,11 +320,10 @@ pub async fn start_session(
         (status = 422, description = "Invalid submission", body = crate::error::ErrorBody),
         (status = 503, description = "Kafka unavailable; retry", body = crate::error::ErrorBody),
     ))]
-#[tracing::instrument(skip_all, fields(tenant = %tenant))]
+#[tracing::instrument(skip_all, fields(tenant = %tenant, session_id = tracing::field::Empty))]
 pub async fn end_session(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Extension(tp): Extension<TraceParent>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SessionAccepted>), ApiError> {
     let doc = parse_body(&state, "/v1/sessions/end", body)?;
@@ -333,7 +336,7 @@ pub async fn end_session(
         .and_then(|s| s.validate(ctx))
         .map_err(ApiError::Invalid)?;
     let session_id = end.session_id;
-    publish_one(&state, &tp, Record::SessionEnd(end)).await?;
+    publish_one(&state, Record::SessionEnd(end)).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(SessionAccepted {
@@ -343,14 +346,15 @@ pub async fn end_session(
     ))
 }
 
-async fn publish_one(state: &AppState, tp: &TraceParent, record: Record) -> Result<(), ApiError> {
+async fn publish_one(state: &AppState, record: Record) -> Result<(), ApiError> {
+    tracing::Span::current().record("session_id", record.session_id().to_string());
     let env = Envelope {
         ingested_at: Utc::now(),
         record,
     };
     state
         .publisher()
-        .publish(std::slice::from_ref(&env), Some(&tp.0))
+        .publish(std::slice::from_ref(&env), None)
         .await
         .map_err(|e| {
             metrics::BACKPRESSURE.with_label_values(&[e.cause()]).inc();

@@ -1,5 +1,6 @@
 //! The router: every route, its layers, and nothing else.
 
+mod analysis;
 mod health;
 mod ingest;
 mod read;
@@ -14,6 +15,11 @@ use tower_http::timeout::TimeoutLayer;
 use crate::state::AppState;
 use crate::{observe, openapi};
 
+pub(crate) use analysis::{
+    __path_agent_performance, __path_get_cluster, __path_recent_insights,
+    __path_session_correlations, __path_session_errors, __path_session_summary, AgentPerformance,
+    ClusterDetail, CorrelationPage, InsightPage, SessionErrors, SessionSummary,
+};
 pub(crate) use health::{__path_healthz, __path_metrics, __path_readyz};
 pub(crate) use ingest::{
     __path_end_session, __path_ingest_batch, __path_start_session, BatchItemResult, BatchRequest,
@@ -33,6 +39,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/batch", post(ingest::ingest_batch))
         .route("/v1/sessions/{id}", get(read::get_session))
         .route("/v1/sessions/{id}/events", get(read::list_events))
+        .route("/v1/sessions/{id}/errors", get(analysis::session_errors))
+        .route(
+            "/v1/sessions/{id}/correlations",
+            get(analysis::session_correlations),
+        )
+        .route(
+            "/v1/sessions/{id}/agent-performance",
+            get(analysis::agent_performance),
+        )
+        .route("/v1/sessions/{id}/summary", get(analysis::session_summary))
+        .route("/v1/insights/recent", get(analysis::recent_insights))
+        .route("/v1/clusters/{id}", get(analysis::get_cluster))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

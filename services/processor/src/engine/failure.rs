@@ -57,7 +57,7 @@ fn telling_line(output: &str) -> Option<&str> {
             let lower = l.to_ascii_lowercase();
             lower.contains("error") || lower.contains("fail") || lower.contains("panic")
         })
-        .or_else(|| lines().last())
+        .or_else(|| lines().next_back())
 }
 
 /// `None` unless the payload is a failure.

@@ -11,8 +11,8 @@
 //!   test_run 2, tool_call 1, llm_call 1, agent_action 1 (errors and user
 //!   messages are not actions). A busy agent editing and testing scores
 //!   higher than one only chatting with the model.
-//! * `duration_ms` — (end time, else newest event) minus (start time, else
-//!   oldest event).
+//! * `duration_ms` — the later of (end time, newest event) minus the earlier
+//!   of (start time, oldest event).
 //! * tokens and cost — sums over `llm_call` events.
 //!
 //! Every counter is a sum, so the summary is the same whatever order the
@@ -85,8 +85,10 @@ impl Summary {
             (Some(f), Some(l)) => ((l - f) as f64 / 60e6).max(1.0),
             _ => 1.0,
         };
-        let start = started_at.or(c.first_t);
-        let end = ended_at.or(c.last_t);
+        // The session's span covers its start/end records *and* its events:
+        // producers' clocks differ, and replayed sessions start "now".
+        let start = [started_at, c.first_t].into_iter().flatten().min();
+        let end = [ended_at, c.last_t].into_iter().flatten().max();
         Self {
             event_count: c.events,
             error_count: c.failures,
@@ -153,7 +155,7 @@ mod tests {
     }
 
     #[test]
-    fn duration_prefers_session_bounds() {
+    fn duration_spans_session_bounds_and_events() {
         let c = Counters {
             first_t: Some(5_000_000),
             last_t: Some(6_000_000),
@@ -162,6 +164,11 @@ mod tests {
         assert_eq!(
             Summary::compute(&c, Some(0), Some(10_000_000)).duration_ms,
             Some(10_000)
+        );
+        // Events before the start record (a replayed session) still count.
+        assert_eq!(
+            Summary::compute(&c, Some(5_500_000), Some(5_600_000)).duration_ms,
+            Some(1_000)
         );
     }
 }

@@ -21,6 +21,9 @@ pub struct TemplateDelta {
     pub sample: String,
 }
 
+/// A template's batch totals: text, count, first and last seen, a sample.
+type TemplateTotals<'a> = (&'a str, i64, DateTime<Utc>, DateTime<Utc>, &'a str);
+
 /// Serialises cluster maintenance per tenant across processor instances
 /// (transaction-scoped advisory locks, taken in a fixed order).
 pub async fn lock_tenants(
@@ -79,8 +82,7 @@ pub async fn add_template_occurrences(
     if deltas.is_empty() {
         return Ok(());
     }
-    let mut per: HashMap<(&str, &str), (&str, i64, DateTime<Utc>, DateTime<Utc>, &str)> =
-        HashMap::new();
+    let mut per: HashMap<(&str, &str), TemplateTotals<'_>> = HashMap::new();
     for d in deltas {
         let e = per
             .entry((d.tenant.as_str(), d.template_id.as_str()))

@@ -4,6 +4,7 @@
 //! tables get their writers with the processor and the agent. All SQL lives
 //! under this module so a schema change has one place to land.
 
+pub mod analysis;
 pub mod clusters;
 pub mod derived;
 mod events;

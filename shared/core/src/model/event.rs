@@ -109,6 +109,9 @@ impl Event {
         self.payload.kind()
     }
 
+    // One argument per field of the event: a parameter struct would only
+    // restate `Event` itself, and this is crate-private.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new_unchecked(
         id: Option<EventId>,
         tenant: TenantId,

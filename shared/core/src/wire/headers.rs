@@ -4,6 +4,8 @@
 pub const CONTENT_TYPE: &str = "content-type";
 /// W3C trace context, carried from the HTTP request into every consumer.
 pub const TRACEPARENT: &str = "traceparent";
+/// Vendor trace state that travels with `traceparent` (only when non-empty).
+pub const TRACESTATE: &str = "tracestate";
 /// API key of a direct-to-Kafka producer (intake topic only).
 pub const API_KEY: &str = "x-api-key";
 /// Dead-letter headers.

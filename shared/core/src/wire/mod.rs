@@ -8,10 +8,12 @@
 //! * [`intake`] decodes what direct producers write (JSON or Avro).
 //! * [`dead_letter`] builds dead-letter records and their headers.
 //! * [`headers`] names every Kafka header the pipeline reads or writes.
+//! * [`insight`] encodes the monitoring agent's insight transitions.
 
 pub mod codec;
 pub mod dead_letter;
 pub mod headers;
+pub mod insight;
 pub mod intake;
 pub mod records;
 mod schemas;

@@ -1,10 +1,12 @@
-//! Publishes the outbox: session-ended and dead-letter records that were
-//! committed together with the rows they concern.
+//! Publishes the transactional outbox: Kafka records (session-ended
+//! notices, dead letters, insight transitions) committed together with the
+//! rows they concern.
 //!
 //! Rows are claimed with `FOR UPDATE SKIP LOCKED`, published, and deleted
 //! in the same transaction only once the broker acknowledged them, so a
-//! crash or broker outage re-publishes rather than loses (consumers of
-//! these topics are idempotent).
+//! crash or broker outage re-publishes rather than loses, and several
+//! instances (of one service or of several sharing the table) never publish
+//! a row twice while it is claimed. Consumers of these topics are idempotent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +51,13 @@ pub async fn flush_once(pool: &PgPool, producer: &FutureProducer) -> Result<usiz
             Err((e, _)) => return Err(OutboxError::Kafka(e.to_string())),
         }
     }
-    for d in await_all(pending).await {
-        d?;
+    // Wait for every acknowledgement before deleting anything.
+    for d in pending {
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(OutboxError::Kafka(e.to_string())),
+            Err(_) => return Err(OutboxError::Kafka("delivery cancelled".into())),
+        }
     }
     let ids: Vec<i64> = records.iter().map(|r| r.id).collect();
     outbox::outbox_delete(&mut tx, &ids).await?;
@@ -58,22 +65,8 @@ pub async fn flush_once(pool: &PgPool, producer: &FutureProducer) -> Result<usiz
     Ok(records.len())
 }
 
-async fn await_all(
-    pending: Vec<rdkafka::producer::DeliveryFuture>,
-) -> Vec<Result<(), OutboxError>> {
-    let mut out = Vec::with_capacity(pending.len());
-    for d in pending {
-        out.push(match d.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(OutboxError::Kafka(e.to_string())),
-            Err(_) => Err(OutboxError::Kafka("delivery cancelled".into())),
-        });
-    }
-    out
-}
-
-/// Drains the outbox whenever woken (after each batch) and every second,
-/// until `stop` turns true; then one last drain.
+/// Drains the outbox whenever woken (after a batch announced something)
+/// and every second, until `stop` turns true; then one last drain.
 pub async fn run(
     pool: PgPool,
     producer: FutureProducer,

@@ -1,0 +1,110 @@
+//! Tests of the evaluation graph: deduplication, escalation, resolution
+//! and state that survives a save/load round trip.
+
+use super::*;
+use crate::checks::test_support::{command, error, SEC};
+
+fn graph() -> Graph {
+    Graph::from_settings(&CheckSettings::default())
+}
+
+fn raised(ds: &[Decision]) -> Vec<(&str, &str)> {
+    ds.iter()
+        .filter(|d| d.change == Change::Raised)
+        .map(|d| {
+            (
+                d.insight.insight_type.as_str(),
+                d.insight.dedup_key.as_str(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_storm_raises_one_insight_then_updates_it_then_resolves_it() {
+    let g = graph();
+    let mut s = g.load(None);
+    let mut all = Vec::new();
+    for i in 0..40 {
+        all.extend(g.step(&mut s, &error(i, None, &format!("boom {i}"))));
+    }
+    assert_eq!(raised(&all), vec![("high_error_density", "session")]);
+    assert!(all
+        .iter()
+        .skip(1)
+        .all(|d| d.change == Change::Updated || d.insight.insight_type != "high_error_density"));
+    assert_eq!(s.open.len(), 1);
+    let mut after = Vec::new();
+    for i in 40..60 {
+        after.extend(g.step(&mut s, &command(i, "ls", 0)));
+    }
+    let resolved: Vec<_> = after
+        .iter()
+        .filter(|d| d.change == Change::Resolved)
+        .collect();
+    assert_eq!(resolved.len(), 1);
+    assert!(s.open.is_empty());
+    // It is raised again if the storm comes back: same key, so same id.
+    for i in 60..90 {
+        after.extend(g.step(&mut s, &error(i, None, "boom")));
+    }
+    assert_eq!(raised(&after), vec![("high_error_density", "session")]);
+}
+
+#[test]
+fn escalation_is_its_own_change() {
+    let mut open = Vec::new();
+    let f = |sev| Finding {
+        dedup_key: "k".into(),
+        severity: sev,
+        title: "t".into(),
+        detail: String::new(),
+        evidence: Value::Null,
+    };
+    let d = reconcile("x", vec![f(Severity::Warning)], &mut open, 1);
+    assert_eq!(d[0].change, Change::Raised);
+    let d = reconcile("x", vec![f(Severity::Critical)], &mut open, 2);
+    assert_eq!(d[0].change, Change::Escalated);
+    let d = reconcile("x", vec![f(Severity::Warning)], &mut open, 3);
+    assert_eq!(
+        (
+            d[0].change,
+            d[0].insight.raised_at,
+            d[0].insight.last_seen_at
+        ),
+        (Change::Updated, 1, 3)
+    );
+    // Another check's open insights are not touched.
+    assert!(reconcile("y", vec![], &mut open, 4).is_empty());
+    let d = reconcile("x", vec![], &mut open, 5);
+    assert_eq!((d[0].change, d[0].resolved_at), (Change::Resolved, Some(5)));
+    assert!(open.is_empty());
+}
+
+#[test]
+fn state_survives_save_and_load() {
+    let g = graph();
+    let mut s = g.load(None);
+    s.tenant = "acme".into();
+    for i in 0..2 {
+        g.step(&mut s, &command(i, "cargo test", 101));
+    }
+    let mut restored = g.load(Some(&g.save(&s)));
+    assert_eq!((restored.events, restored.max_t), (2, Some(SEC)));
+    // The third failure is recognised only if the first two were kept.
+    let d = g.step(&mut restored, &command(2, "cargo test", 101));
+    assert_eq!(raised(&d), vec![("command_loop", "cargo test")]);
+    // Unreadable state starts afresh instead of failing.
+    let fresh = g.load(Some(&serde_json::json!({"checks": 5})));
+    assert_eq!(fresh.events, 0);
+}
+
+#[test]
+fn insight_ids_are_stable_per_session_type_and_key() {
+    let s = Uuid::now_v7();
+    let a = insight_id(s, "command_loop", "make");
+    assert_eq!(a, insight_id(s, "command_loop", "make"));
+    assert_ne!(a, insight_id(s, "command_loop", "make test"));
+    assert_ne!(a, insight_id(Uuid::now_v7(), "command_loop", "make"));
+    assert_eq!(a.get_version_num(), 8);
+}

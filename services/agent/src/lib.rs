@@ -1,0 +1,161 @@
+//! The monitoring agent: judges sessions and warns while they run.
+//!
+//! Two consumer loops in one process, each its own consumer group:
+//! * **deep** ([`deep`]) on the session-ended topic: when the processor has
+//!   folded in a session's end, writes one `agent_performance` row per
+//!   agent and a readable `session_reports` document;
+//! * **light** ([`light`]) on the events topic: folds every event into the
+//!   session's rolling state, runs the checks of the evaluation graph
+//!   ([`graph`], [`checks`]) and raises, updates and resolves deduplicated
+//!   `insights`, announcing each transition on the insights topic through
+//!   the transactional outbox (`achilles_runtime::outbox`).
+//!
+//! An optional LLM narrative ([`narrative`]) is added to reports when
+//! `agent.llm_endpoint` is set. Formulas and thresholds: docs/agent.md.
+
+pub mod checks;
+pub mod deep;
+pub mod graph;
+pub mod light;
+pub mod narrative;
+pub mod observe;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use achilles_core::config::Settings;
+use achilles_core::topics::{Topic, Topics};
+use achilles_core::{db, kafka};
+use achilles_runtime::{ops, ConsumerCtx, ConsumerLoop, DeadLetterSink, LoopSettings, Shutdown};
+
+pub struct AgentService {
+    pub deep: ConsumerLoop<deep::DeepHandler>,
+    pub light: ConsumerLoop<light::LightHandler>,
+    producer: rdkafka::producer::FutureProducer,
+    wake: Arc<Notify>,
+    ops_listener: TcpListener,
+    ops_addr: SocketAddr,
+    pool: sqlx::PgPool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("postgres: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("cannot bind the ops listener: {0}")]
+    Bind(#[from] std::io::Error),
+}
+
+impl AgentService {
+    /// Connects, creates topics if configured, subscribes both loops.
+    pub async fn build(s: Settings) -> Result<Self, StartupError> {
+        achilles_core::metrics::init_series(&[light::NAME, deep::NAME]);
+        // Every insight series exists at zero, so the first raise shows in rate().
+        for node in checks::registry(&s.agent.checks) {
+            for severity in ["info", "warning", "critical"] {
+                achilles_core::metrics::INSIGHTS_RAISED
+                    .with_label_values(&[node.insight_type(), severity]);
+            }
+        }
+        let topics = Topics::new(s.kafka.topic_prefix.clone());
+        if s.kafka.create_topics {
+            kafka::ensure_topics(&s.kafka, &topics).await?;
+        }
+        let pool = db::connect_lazy(&s.database)?;
+        let a = &s.agent;
+        let mut kafka_settings = s.kafka.clone();
+        kafka_settings
+            .extra
+            .entry("statistics.interval.ms".into())
+            .or_insert_with(|| "5000".into());
+        let producer = kafka::producer(&s.kafka)?;
+        let loop_settings = || LoopSettings {
+            max_records: a.batch_max_records,
+            linger: Duration::from_millis(a.batch_linger_ms),
+            retry_backoff: Duration::from_millis(a.retry_backoff_ms),
+            shutdown_deadline: Duration::from_millis(a.shutdown_deadline_ms),
+        };
+
+        let deep_consumer = kafka::consumer(
+            &kafka_settings,
+            &a.group_id,
+            ConsumerCtx { name: deep::NAME },
+        )?;
+        deep_consumer.subscribe(&[&topics.name(Topic::SessionEnded)])?;
+        let deep = deep::DeepHandler {
+            pool: pool.clone(),
+            dead_letters: DeadLetterSink::new(
+                producer.clone(),
+                &topics,
+                deep::NAME,
+                a.group_id.clone(),
+            ),
+            max_wait: Duration::from_millis(a.deep_max_wait_ms),
+            top_n: a.report_top_n,
+            narrator: narrative::Narrator::from_settings(a),
+            first_seen: Mutex::new(HashMap::new()),
+        };
+
+        let light_consumer = kafka::consumer(
+            &kafka_settings,
+            &a.light_group_id,
+            ConsumerCtx { name: light::NAME },
+        )?;
+        light_consumer.subscribe(&[&topics.name(Topic::Events)])?;
+        let wake = Arc::new(Notify::new());
+        let light = light::LightHandler {
+            pool: pool.clone(),
+            graph: graph::Graph::from_settings(&a.checks),
+            limits: s.validation.clone(),
+            group: a.light_group_id.clone(),
+            topics: topics.clone(),
+            outbox_wake: wake.clone(),
+        };
+
+        let (ops_listener, ops_addr) = ops::bind(&a.metrics_listen).await?;
+        Ok(Self {
+            deep: ConsumerLoop::new(deep::NAME, deep_consumer, deep, loop_settings()),
+            light: ConsumerLoop::new(light::NAME, light_consumer, light, loop_settings()),
+            producer,
+            wake,
+            ops_listener,
+            ops_addr,
+            pool,
+        })
+    }
+
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.ops_addr
+    }
+
+    /// Runs both loops, the outbox publisher and the ops server until
+    /// `shutdown` resolves.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop, driver) = Shutdown::new(shutdown);
+        let (_, _, _, _, ops) = tokio::join!(
+            driver,
+            self.deep.run(stop.wait()),
+            self.light.run(stop.wait()),
+            achilles_runtime::outbox::run(
+                self.pool.clone(),
+                self.producer,
+                self.wake,
+                stop.receiver()
+            ),
+            ops::serve(self.ops_listener, self.pool, stop.wait()),
+        );
+        ops
+    }
+}
