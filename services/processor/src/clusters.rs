@@ -2,7 +2,9 @@
 //! (a pure function of the message), and templates are merged into clusters
 //! by [`merge`], a deterministic function of the tenant's *set* of
 //! templates. Whenever a batch brings a template the tenant has not seen,
-//! the whole set is re-merged under a per-tenant lock and the affected
+//! the tenant's templates of that length (merging never crosses lengths, so
+//! the result equals a re-merge of the whole set) are re-merged under a
+//! per-tenant lock and the affected
 //! `error_clusters` rows are rebuilt — so two instances, or a restarted one,
 //! always map a message to the same cluster, and a merge never loses or
 //! double-counts occurrences.
@@ -43,7 +45,8 @@ pub async fn record(
     }
     let tenants: BTreeSet<&str> = deltas.iter().map(|d| d.tenant.as_str()).collect();
     clusters::lock_tenants(tx, &tenants.iter().copied().collect::<Vec<_>>()).await?;
-    let mut fresh_per_tenant = HashMap::new();
+    // Per tenant: how many templates are new, and their lengths.
+    let mut fresh_per_tenant: HashMap<&str, (u64, Vec<i32>)> = HashMap::new();
     for tenant in &tenants {
         let ids: Vec<&str> = deltas
             .iter()
@@ -52,7 +55,12 @@ pub async fn record(
             .collect();
         let known = clusters::known_templates(tx, tenant, &ids).await?;
         let fresh: BTreeSet<&str> = ids.into_iter().filter(|id| !known.contains(*id)).collect();
-        fresh_per_tenant.insert(*tenant, fresh.len() as u64);
+        let lengths: BTreeSet<i32> = deltas
+            .iter()
+            .filter(|d| d.tenant == *tenant && fresh.contains(d.template_id.as_str()))
+            .map(|d| d.template.split(' ').count() as i32)
+            .collect();
+        fresh_per_tenant.insert(*tenant, (fresh.len() as u64, lengths.into_iter().collect()));
     }
     clusters::add_template_occurrences(tx, deltas).await?;
 
@@ -66,8 +74,9 @@ pub async fn record(
             .await?
             .into_values()
             .collect();
-        if fresh_per_tenant[tenant] > 0 {
-            let all = clusters::all_templates(tx, tenant).await?;
+        let (fresh, lengths) = &fresh_per_tenant[tenant];
+        if *fresh > 0 {
+            let all = clusters::templates_of_lengths(tx, tenant, lengths).await?;
             let pairs: Vec<(String, String)> = all
                 .iter()
                 .map(|(id, sample, _)| (id.clone(), sample.clone()))
@@ -102,7 +111,7 @@ pub async fn record(
         let affected: Vec<String> = affected.into_iter().collect();
         clusters::materialize_clusters(tx, tenant, &affected).await?;
     }
-    Ok(fresh_per_tenant.values().sum())
+    Ok(fresh_per_tenant.values().map(|(n, _)| n).sum())
 }
 
 #[cfg(test)]

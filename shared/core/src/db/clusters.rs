@@ -60,15 +60,20 @@ pub async fn known_templates(
     Ok(rows.into_iter().collect())
 }
 
-/// Every template of a tenant: (template id, sample message, cluster id).
-pub async fn all_templates(
+/// The tenant's templates with one of the given token counts: (template
+/// id, sample message, cluster id). Merging never crosses lengths, so these
+/// are all a new template of such a length can merge with.
+pub async fn templates_of_lengths(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &str,
+    token_counts: &[i32],
 ) -> Result<Vec<(String, String, String)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT template_id, sample_message, cluster_id FROM error_templates WHERE tenant_id = $1 ORDER BY template_id",
+        "SELECT template_id, sample_message, cluster_id FROM error_templates
+         WHERE tenant_id = $1 AND token_count = ANY($2) ORDER BY template_id",
     )
     .bind(tenant)
+    .bind(token_counts)
     .fetch_all(&mut **tx)
     .await
 }
@@ -108,8 +113,8 @@ pub async fn add_template_occurrences(
     let samples: Vec<&str> = rows.iter().map(|r| r.1 .4).collect();
     sqlx::query(
         "INSERT INTO error_templates (tenant_id, template_id, template, cluster_id, cluster_template,
-                                      first_seen, last_seen, occurrence_count, sample_message)
-         SELECT t, id, tpl, id, tpl, f, l, n, s
+                                      first_seen, last_seen, occurrence_count, sample_message, token_count)
+         SELECT t, id, tpl, id, tpl, f, l, n, s, coalesce(array_length(string_to_array(tpl, ' '), 1), 0)
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::timestamptz[], $6::timestamptz[], $7::text[])
               AS u(t, id, tpl, n, f, l, s)
          ON CONFLICT (tenant_id, template_id) DO UPDATE SET
