@@ -1,7 +1,5 @@
 //! Per-session state and the rules that update it.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -103,6 +101,18 @@ struct OpenCorrelation {
     path: String,
     effect_t: i64,
     fixed_at: Option<i64>,
+    /// Breaks ties between successes at the same instant, so the chosen fix
+    /// never depends on arrival order.
+    #[serde(default)]
+    fixed_by: Option<Uuid>,
+}
+
+/// What kind of event arrived, for the incremental fix update.
+#[derive(Clone, Copy)]
+enum Trigger<'a> {
+    Success(i64, Uuid),
+    Edit(&'a str, i64),
+    Other,
 }
 
 /// Everything the processor remembers about one session. Serialised into
@@ -224,48 +234,90 @@ impl SessionState {
                 path: c.file_path.clone(),
                 effect_t: c.effect_at,
                 fixed_at: None,
+                fixed_by: None,
             });
         }
-        fx.fixes = self.refresh_fixes(cfg);
+        let trigger = match (&ev.payload, ev.actor) {
+            (Payload::FileEdit(edit), Actor::Agent) => Trigger::Edit(edit.path.as_str(), t),
+            (p, _) if is_success(p) => Trigger::Success(t, ev.id.as_uuid()),
+            _ => Trigger::Other,
+        };
+        let first_new = self.open.len() - fx.correlations.len();
+        fx.fixes = self.refresh_fixes(cfg, trigger, first_new);
         self.prune(cfg);
         fx
     }
 
-    /// Recomputes the earliest fix of every open correlation; returns the
-    /// ones that changed. A fix of correlation (E, F) on path P is the
-    /// earliest success S with F.t < S.t <= F.t + fix_window such that the
+    /// Updates the earliest fix of open correlations; returns the ones that
+    /// changed. A fix of correlation (E, F) on path P is the earliest success
+    /// S (ties broken by id) with F.t < S.t <= F.t + fix_window such that the
     /// agent edited P again at some E2 with F.t < E2.t <= S.t, within the
     /// correlation window before S.
-    fn refresh_fixes(&mut self, cfg: &EngineConfig) -> Vec<Fix> {
-        let mut edits_by_path: HashMap<&str, Vec<i64>> = HashMap::new();
-        for e in &self.edits {
-            edits_by_path.entry(e.path.as_str()).or_default().push(e.t);
-        }
+    ///
+    /// Incremental: a qualifying (S, E2) pair is examined when the later of
+    /// S, E2 and the correlation arrives, which visits every pair a full
+    /// recomputation would, at a fraction of the cost (a full pass per event
+    /// was the processor's hottest loop under load).
+    fn refresh_fixes(
+        &mut self,
+        cfg: &EngineConfig,
+        trigger: Trigger<'_>,
+        first_new: usize,
+    ) -> Vec<Fix> {
         let mut changed = Vec::new();
-        for c in &mut self.open {
-            let Some(edit_times) = edits_by_path.get(c.path.as_str()) else {
-                continue;
-            };
-            let best = self
-                .successes
-                .iter()
-                .filter(|s| s.t > c.effect_t && s.t <= c.effect_t + cfg.fix_window_us)
-                .filter(|s| {
-                    edit_times
-                        .iter()
-                        .any(|&e2| e2 > c.effect_t && e2 <= s.t && s.t - e2 <= cfg.window_us)
-                })
-                .min_by_key(|s| (s.t, s.id));
-            if let Some(s) = best {
-                if c.fixed_at.is_none_or(|f| s.t < f) {
-                    c.fixed_at = Some(s.t);
-                    changed.push(Fix {
-                        cause: c.cause,
-                        effect: c.effect,
-                        fixed_by: s.id,
-                        fixed_at: s.t,
-                    });
+        let (edits, successes) = (&self.edits, &self.successes);
+        let qualifies = |c: &OpenCorrelation, s_t: i64, e2: i64| {
+            s_t > c.effect_t
+                && s_t <= c.effect_t + cfg.fix_window_us
+                && e2 > c.effect_t
+                && e2 <= s_t
+                && s_t - e2 <= cfg.window_us
+        };
+        for (i, c) in self.open.iter_mut().enumerate() {
+            let mut best: Option<(i64, Uuid)> = None;
+            let mut consider = |cand: (i64, Uuid)| {
+                if best.is_none_or(|b| cand < b) {
+                    best = Some(cand);
                 }
+            };
+            if i >= first_new {
+                // A new correlation: every success and re-edit in state.
+                for s in successes {
+                    if edits
+                        .iter()
+                        .any(|e| e.path == c.path && qualifies(c, s.t, e.t))
+                    {
+                        consider((s.t, s.id));
+                    }
+                }
+            } else {
+                match trigger {
+                    Trigger::Success(s_t, s_id)
+                        if edits
+                            .iter()
+                            .any(|e| e.path == c.path && qualifies(c, s_t, e.t)) =>
+                    {
+                        consider((s_t, s_id));
+                    }
+                    Trigger::Edit(path, e2) if path == c.path => {
+                        for s in successes.iter().filter(|s| qualifies(c, s.t, e2)) {
+                            consider((s.t, s.id));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let Some((t, id)) = best else { continue };
+            let current = c.fixed_at.zip(c.fixed_by);
+            if current.is_none_or(|cur| (t, id) < cur) {
+                c.fixed_at = Some(t);
+                c.fixed_by = Some(id);
+                changed.push(Fix {
+                    cause: c.cause,
+                    effect: c.effect,
+                    fixed_by: id,
+                    fixed_at: t,
+                });
             }
         }
         changed

@@ -125,7 +125,8 @@ pub async fn insert_correlations(
     Ok(())
 }
 
-/// Records fixes; a fix only ever moves earlier.
+/// Records fixes; a fix only ever moves earlier (ties broken by the
+/// fixing event's id, as the engine does).
 pub async fn apply_fixes(
     tx: &mut Transaction<'_, Postgres>,
     fixes: &[(Uuid, Uuid, Uuid, DateTime<Utc>)],
@@ -141,7 +142,7 @@ pub async fn apply_fixes(
         "UPDATE event_correlations c SET fixed_by_event_id = t.by, fixed_at = t.at
          FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[]) AS t(cause, effect, by, at)
          WHERE c.cause_event_id = t.cause AND c.effect_event_id = t.effect
-           AND (c.fixed_at IS NULL OR c.fixed_at > t.at)",
+           AND (c.fixed_at IS NULL OR (c.fixed_at, c.fixed_by_event_id) > (t.at, t.by))",
     )
     .bind(&causes)
     .bind(&effects)
