@@ -108,12 +108,12 @@ def fmt(x):
 def main():
     ap = argparse.ArgumentParser()
     for a in ("work", "results", "readme", "started-at", "load-before", "events-rows-before",
-              "config", "brokers", "database-url", "clk-tck"):
+              "config", "brokers", "database-url", "clk-tck", "notes"):
         ap.add_argument("--" + a, required=True)
     args = ap.parse_args()
     w = lambda name: os.path.join(args.work, name)
     ph = {n: load(w(n + ".json")) for n in ("broker", "ingest", "fresh", "nearsat", "api", "read")}
-    notes = []
+    notes = [n for n in args.notes.splitlines() if n.strip()]
     for n, p in ph.items():
         if "failed" in p:
             notes.append(f"phase {n} failed: {p['failed']}")

@@ -56,7 +56,7 @@ port_pid() {
   local hostport=${1#*://}
   hostport=${hostport%%/*}
   hostport=${hostport%%,*}
-  ss -ltnpH "sport = :${hostport##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2
+  { ss -ltnpH "sport = :${hostport##*:}" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2; } || true
 }
 
 # service_pids: "NAME PID" for each process of the measured stack: found by
@@ -196,7 +196,18 @@ phase() {
   cpu_snapshot >"$WORK/$name.cpu1"
   jq -c '{events_per_s, requests_per_s, p50_ms: .latency_ms.p50, p99_ms: .latency_ms.p99,
     landed_per_s: .landing.landed_events_per_s, errors, failed}' "$WORK/$name.json" >&2 || true
+  # A processor that could not catch up once will not in the next phase
+  # either: stop waiting for it, so a slow processor cannot stretch the run
+  # by minutes per phase (its figures say how far behind it is).
+  if [[ ${METRICS[*]} != *--skip-processor-wait* ]] &&
+    jq -e '.landing.processor_running and .landing.derived_caught_up_after_s == null' \
+      "$WORK/$name.json" >/dev/null 2>&1; then
+    warn "the processor is behind after phase $name: later phases do not wait for it"
+    METRICS+=(--skip-processor-wait)
+    NOTES+=("the processor had not caught up after phase $name; later phases neither waited for it to be idle nor for it to apply their events")
+  fi
 }
+NOTES=()
 
 phase broker --broker-limit --duration "$BENCH_BROKER_SECONDS"
 # Every ingest phase waits (up to BENCH_SETTLE_TIMEOUT) for the consumers to
@@ -298,4 +309,5 @@ python3 "$ROOT/bench/render.py" \
       near_saturation_fraction: $near_sat_fraction, api_rate_requests_per_s: $api_rate,
       api_batch_size: $api_batch, read_rate_requests_per_s: $read_rate,
       open_loop_max_in_flight: $open_concurrency}')" \
-  --brokers "$ACHILLES_KAFKA__BROKERS" --database-url "$DATABASE_URL" --clk-tck "$(getconf CLK_TCK)"
+  --brokers "$ACHILLES_KAFKA__BROKERS" --database-url "$DATABASE_URL" --clk-tck "$(getconf CLK_TCK)" \
+  --notes "$(printf '%s\n' "${NOTES[@]}")"

@@ -59,7 +59,10 @@ fn record_pool(seed: u64) -> Result<Vec<(String, Vec<u8>)>, CliError> {
     let tenant = TenantId::parse("dev").map_err(CliError::Other)?;
     let limits = achilles_core::model::Limits::default();
     let sessions: Vec<(SessionId, SessionGen)> = (0..POOL_SESSIONS)
-        .map(|i| (SessionId::new_v7(), SessionGen::new(seed ^ (i << 20))))
+        .map(|i| {
+            let gen = SessionGen::new(seed ^ (i << 20), 2_000, (POOL as u64) / POOL_SESSIONS);
+            (SessionId::new_v7(), gen)
+        })
         .collect();
     let mut sessions = sessions;
     let mut pool = Vec::with_capacity(POOL);

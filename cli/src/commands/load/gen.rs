@@ -96,30 +96,50 @@ const ERRORS: &[(&str, &str, &str)] = &[
 ];
 
 /// One session's event stream.
+///
+/// Event time advances by about `gap` per event (jittered), like an agent
+/// that spends seconds on each LLM call or command, and each session is
+/// back-dated so that its planned last event lands near "now". Sending a
+/// whole session in seconds with wall-clock timestamps would squeeze what
+/// is really half an hour of work into one instant, and every event-time
+/// window of the processor (correlations, lateness) would see an
+/// unrealistically dense session.
 pub struct SessionGen {
     rng: Rng,
     seq: u64,
     last: DateTime<Utc>,
+    gap_us: i64,
+    /// Event-time span of one session: planned events × gap.
+    span: chrono::Duration,
     run_id: String,
 }
 
 impl SessionGen {
-    pub fn new(seed: u64) -> Self {
+    /// `gap_ms` of event time between events; `planned` events per session.
+    pub fn new(seed: u64, gap_ms: u64, planned: u64) -> Self {
         let mut rng = Rng::new(seed);
         let run_id = format!("r-{:08x}", rng.next_u64() as u32);
+        // Validation accepts events up to 7 days old; stay well inside.
+        let span_ms = planned.saturating_mul(gap_ms).min(6 * 24 * 3_600_000);
+        let span = chrono::Duration::milliseconds(span_ms as i64);
         Self {
             rng,
             seq: 0,
-            last: DateTime::<Utc>::MIN_UTC,
+            last: Utc::now() - span,
+            gap_us: (gap_ms as i64).saturating_mul(1_000),
+            span,
             run_id,
         }
     }
 
-    /// A `POST /v1/sessions/start` body for `id`.
+    /// A `POST /v1/sessions/start` body for `id`; rewinds the event clock
+    /// to the new session's (back-dated) start.
     pub fn start_body(&mut self, id: Uuid) -> String {
+        self.last = Utc::now() - self.span;
+        let started = self.last.to_rfc3339_opts(SecondsFormat::Micros, true);
         let (_, model, _, _) = *self.rng.pick(MODELS);
         format!(
-            r#"{{"id":"{id}","agent_name":"achilles-bench","agent_model":"{model}","source":"cli","metadata":{{"bench":true,"repo":"github.com/acme/billing","branch":"fix/invoice-rounding"}}}}"#
+            r#"{{"id":"{id}","agent_name":"achilles-bench","agent_model":"{model}","source":"cli","started_at":"{started}","metadata":{{"bench":true,"repo":"github.com/acme/billing","branch":"fix/invoice-rounding"}}}}"#
         )
     }
 
@@ -138,14 +158,15 @@ impl SessionGen {
     }
 
     /// Appends one event object. Event times strictly increase within a
-    /// session (1 µs apart at least), like a real agent's clock.
+    /// session and never pass the wall clock.
     pub fn write_event(&mut self, out: &mut String) {
         let now = Utc::now();
-        self.last = if now > self.last {
-            now
-        } else {
-            self.last + chrono::Duration::microseconds(1)
-        };
+        // 0.2x to 1.8x the gap: agents alternate quick tool calls and slow
+        // LLM calls or builds.
+        let step =
+            self.gap_us / 5 + (self.rng.next_u64() % (self.gap_us as u64 * 8 / 5 + 1)) as i64;
+        let next = (self.last + chrono::Duration::microseconds(step)).min(now);
+        self.last = next.max(self.last + chrono::Duration::microseconds(1));
         self.seq += 1;
         let at = self.last.to_rfc3339_opts(SecondsFormat::Micros, true);
         let file = *self.rng.pick(FILES);
@@ -307,7 +328,7 @@ mod tests {
         let tenant = TenantId::parse("dev").expect("valid tenant");
         let limits = Limits::default();
         let session = SessionId::new_v7();
-        let mut g = SessionGen::new(7);
+        let mut g = SessionGen::new(7, 2_000, 1_000);
         let mut total = 0usize;
         let n = 2_000;
         for _ in 0..n {

@@ -76,20 +76,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What the generated traffic looks like.
+pub struct Shape {
+    /// Session slots (closed loop: one per worker).
+    pub slots: usize,
+    pub batch_size: usize,
+    /// Events per session before it is ended and replaced.
+    pub session_events: u64,
+    /// Event time between a session's events.
+    pub event_gap_ms: u64,
+    pub seed: u64,
+}
+
 impl Ingest {
-    pub fn new(
-        base: &str,
-        key: &str,
-        slots: usize,
-        batch_size: usize,
-        session_events: u64,
-        backoff_on_503: bool,
-        seed: u64,
-    ) -> Self {
+    pub fn new(base: &str, key: &str, shape: Shape, backoff_on_503: bool) -> Self {
+        let Shape {
+            slots,
+            batch_size,
+            session_events,
+            event_gap_ms,
+            seed,
+        } = shape;
         let slots: Vec<_> = (0..slots as u64)
             .map(|i| {
                 Mutex::new(Slot {
-                    gen: SessionGen::new(seed.wrapping_mul(1_000_003).wrapping_add(i)),
+                    gen: SessionGen::new(
+                        seed.wrapping_mul(1_000_003).wrapping_add(i),
+                        event_gap_ms,
+                        session_events,
+                    ),
                     session: Uuid::now_v7(),
                     sent: 0,
                 })

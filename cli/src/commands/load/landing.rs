@@ -42,6 +42,8 @@ pub struct LandingArgs {
     pub drain_timeout: Duration,
     /// Poll `sessions.event_count` for derived freshness (if a processor runs).
     pub derived: bool,
+    /// Wait (within the drain timeout) for the processor to apply the run.
+    pub wait_processor: bool,
     pub poll: Duration,
 }
 
@@ -185,7 +187,7 @@ impl Watch {
         // With a processor running, wait for it too (polled or not): a
         // backlog left behind would distort the next measurement.
         let mut caught_up = None;
-        if self.processor {
+        if self.processor && self.args.wait_processor {
             let derived_sql = "SELECT sum(event_count)::bigint FROM sessions WHERE id = ANY($1)";
             while Instant::now() < deadline {
                 if self.count(derived_sql, ids).await >= landed {

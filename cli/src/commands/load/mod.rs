@@ -57,6 +57,10 @@ pub struct LoadArgs {
     /// Events per session before it is ended and a new one started.
     #[arg(long, default_value_t = 1_000)]
     pub session_events: u64,
+    /// Event time between a session's events (jittered 0.2x-1.8x); sessions
+    /// are back-dated so their last event is about now (see `gen`).
+    #[arg(long, default_value_t = 2_000)]
+    pub event_gap_ms: u64,
     /// Read endpoints instead of ingest.
     #[arg(long, conflicts_with = "broker_limit")]
     pub read: bool,
@@ -85,6 +89,10 @@ pub struct LoadArgs {
     /// and the processor to report zero consumer lag (0: do not wait).
     #[arg(long, default_value_t = 0.0)]
     pub settle_timeout: f64,
+    /// Neither settle on nor drain for the processor (when it is known to be
+    /// far behind, waiting for it would only stretch the run).
+    #[arg(long)]
+    pub skip_processor_wait: bool,
     /// With --landing: time derived rows (`sessions.event_count`) when the
     /// processor answers on --processor-metrics: `auto` or `off`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
@@ -251,17 +259,19 @@ async fn run_ingest(
     report.batch_size = Some(a.batch_size);
     report.target_requests_per_s = rate;
     report.target_events_per_s = rate.map(|r| r * a.batch_size as f64);
-    let ingest = Arc::new(ingest::Ingest::new(
-        api_url,
-        api_key,
-        a.concurrency,
-        a.batch_size,
-        a.session_events.max(a.batch_size as u64),
-        rate.is_none(),
-        a.seed,
-    ));
+    let shape = ingest::Shape {
+        slots: a.concurrency,
+        batch_size: a.batch_size,
+        session_events: a.session_events.max(a.batch_size as u64),
+        event_gap_ms: a.event_gap_ms,
+        seed: a.seed,
+    };
+    let ingest = Arc::new(ingest::Ingest::new(api_url, api_key, shape, rate.is_none()));
     if a.settle_timeout > 0.0 {
-        let urls = [a.sink_metrics.as_str(), a.processor_metrics.as_str()];
+        let mut urls = vec![a.sink_metrics.as_str()];
+        if !a.skip_processor_wait {
+            urls.push(a.processor_metrics.as_str());
+        }
         match prom::settle(&urls, Duration::from_secs_f64(a.settle_timeout)).await {
             Ok(waited) if waited > Duration::from_secs(1) => report.notes.push(format!(
                 "waited {:.0} s for the consumers' lag to reach 0 before starting",
@@ -281,6 +291,7 @@ async fn run_ingest(
             processor_metrics: a.processor_metrics.clone(),
             drain_timeout: Duration::from_secs_f64(a.drain_timeout),
             derived: a.derived == "auto",
+            wait_processor: !a.skip_processor_wait,
             poll: Duration::from_millis(a.poll_ms.max(1)),
         };
         Some(landing::Watch::begin(args, Arc::new(move || i.sessions())).await?)
@@ -313,7 +324,7 @@ async fn run_ingest(
                 l.landed_events, l.expected_events, a.drain_timeout
             ));
         }
-        if l.processor_running && l.derived_caught_up_after_s.is_none() {
+        if l.processor_running && l.derived_caught_up_after_s.is_none() && !a.skip_processor_wait {
             report.notes.push(format!(
                 "the processor had not applied all landed events within {} s: a backlog remains",
                 a.drain_timeout

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::AUTHORIZATION;
 use uuid::Uuid;
 
-use super::ingest::{transport_kind, Ingest};
+use super::ingest::{transport_kind, Ingest, Shape};
 use super::stats::{Outcome, Recorder};
 use crate::client::CliError;
 
@@ -40,7 +40,15 @@ pub async fn seed(
     seed: u64,
     timeout: Duration,
 ) -> Result<Vec<Uuid>, CliError> {
-    let ingest = Arc::new(Ingest::new(base, key, n, 100, u64::MAX, true, seed));
+    let shape = Shape {
+        slots: n,
+        batch_size: 100,
+        // Never reached: each seeded session keeps all its events.
+        session_events: SEED_EVENTS as u64 * 10,
+        event_gap_ms: 2_000,
+        seed,
+    };
+    let ingest = Arc::new(Ingest::new(base, key, shape, true));
     ingest.start_all().await?;
     for round in 0..(SEED_EVENTS / 100) as u64 {
         for slot in 0..n as u64 {
