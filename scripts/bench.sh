@@ -80,7 +80,7 @@ service_pids() {
   [[ $BENCH_STACK == 1 ]] || return 0
   for pidf in "$STACK_DIR"/*.pid; do
     if [[ ! -e $pidf ]] || ! is_pid_alive "$pidf"; then continue; fi
-    pid=$(<"$pidf")
+    pid=$(cat "$pidf" 2>/dev/null) || continue
     name=$(basename "$pidf" .pid)
     [[ $seen == *" $pid "* ]] && continue
     # A name already taken by a port (another instance): keep both apart.
@@ -169,12 +169,12 @@ STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 cpu_snapshot() {
   local name pid stat total=0
   while read -r name pid; do
-    stat=$(<"/proc/$pid/stat") 2>/dev/null || continue
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
     stat=${stat##*) } # fields after "pid (comm) "; utime and stime are 12th and 13th
     awk -v n="$name" '{print n, $12 + $13}' <<<"$stat"
   done <"$WORK/pids.txt"
   for pid in $(pgrep -x postgres); do
-    stat=$(<"/proc/$pid/stat") 2>/dev/null || continue
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
     stat=${stat##*) }
     total=$((total + $(awk '{print $12 + $13}' <<<"$stat")))
   done
