@@ -27,17 +27,29 @@ TARGETS = {
 NOT_SERVICES = {"tansu"}
 
 
+def one_line(text, limit=240):
+    """A reason fit for a table cell or a bullet: one line, bounded."""
+    text = " ".join(str(text).split()).replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def load(path):
     try:
         with open(path) as f:
-            return json.load(f)
+            report = json.load(f)
     except (OSError, ValueError) as e:
         return {"failed": f"no report: {e}"}
+    if "failed" in report:
+        report["failed"] = one_line(report["failed"])
+    return report
 
 
 def git(*args):
+    # In the checkout bench/ belongs to, wherever the script was started from.
+    here = os.path.dirname(os.path.abspath(__file__))
     try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(["git", "-C", here, *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -148,7 +160,7 @@ def main():
     cluster = {"msgs_per_s": float(m.group(3)), "average_ga": float(m.group(1)), "messages": int(m.group(4))} if m else None
     if not cluster:
         notes.append("cluster_msgs_per_s is null: `achilles cluster` under loghub_eval.py failed: "
-                     + " | ".join(cluster_txt.strip().splitlines()[-3:]))
+                     + one_line(" / ".join(cluster_txt.strip().splitlines()[-3:])))
 
     rss, rss_note = {}, []
     if os.path.exists(w("rss.txt")):
@@ -296,7 +308,8 @@ def render_readme(path, r, checks):
               "| Rate | events/s achieved | landed | derived |", "|---|---|---|---|"]
     for label, key in (("moderate", "moderate"), ("near saturation", "near_saturation"), ("saturation (ingest run)", "saturation")):
         m = mod[key]
-        lines.append(f"| {label} ({fmt(m.get('target_events_per_s')) if m.get('target_events_per_s') else 'max'}) "
+        target = m.get("target_events_per_s")
+        lines.append(f"| {label} ({fmt(target) if target else ('max' if key == 'saturation' else 'n/a')}) "
                      f"| {fmt(m.get('achieved_events_per_s'))} | {q3(m.get('landed_ms'))} | "
                      f"{q3(m.get('derived_ms')) if m.get('derived_ms') else 'n/a: ' + (m.get('derived_note') or m.get('failed') or '')} |")
     ing = r["cpu_seconds_by_phase"].get("ingest") or {}
@@ -305,7 +318,7 @@ def render_readme(path, r, checks):
                   "| " + " | ".join(ing["us_per_event"]) + " |", "|" + "---|" * len(ing["us_per_event"]),
                   "| " + " | ".join(fmt(v) for v in ing["us_per_event"].values()) + " |"]
     if r["notes"]:
-        lines += ["", "Notes:", ""] + [f"- {n}" for n in r["notes"]]
+        lines += ["", "Notes:", ""] + [f"- {one_line(n, 400)}" for n in r["notes"]]
     micro = r["micro_benchmarks_us"]
     mlines = ["| Benchmark | median, µs |", "|---|---|"] + [f"| `{k}` | {v} |" for k, v in sorted((micro or {}).items())]
     text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"

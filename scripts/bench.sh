@@ -18,8 +18,8 @@
 # Quick trial: BENCH_SECONDS=10 BENCH_PHASE_SECONDS=5 BENCH_MICRO=0 make bench
 # Starts the stack if it is not running and stops again only what it started.
 # BENCH_STACK=0 measures whatever ACHILLES_API_URL, DATABASE_URL and
-# ACHILLES_KAFKA__BROKERS point at (BENCH_SINK_METRICS, BENCH_PROCESSOR_METRICS
-# for the metrics addresses) and starts/stops nothing. Service processes are
+# ACHILLES_KAFKA__BROKERS point at (BENCH_SINK_METRICS, BENCH_PROCESSOR_METRICS,
+# BENCH_AGENT_METRICS for the metrics addresses) and starts/stops nothing. Service processes are
 # found by the port they listen on (or BENCH_PIDS="api=PID raw-sink=PID ...").
 # BENCH_NO_BUILD=1 skips `cargo build --release --bins`.
 set -euo pipefail
@@ -46,6 +46,7 @@ BENCH_LOGHUB_EVAL=${BENCH_LOGHUB_EVAL:-$ROOT/../shared/tools/loghub_eval.py}
 BENCH_STACK=${BENCH_STACK:-1}
 BENCH_SINK_METRICS=${BENCH_SINK_METRICS:-http://127.0.0.1:9101/metrics}
 BENCH_PROCESSOR_METRICS=${BENCH_PROCESSOR_METRICS:-http://127.0.0.1:9102/metrics}
+BENCH_AGENT_METRICS=${BENCH_AGENT_METRICS:-http://127.0.0.1:9103/metrics}
 RESULTS_DIR="$ROOT/bench/results"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/achilles-bench.XXXXXX")
 LOAD_BIN=$(release_bin achilles)
@@ -68,7 +69,8 @@ service_pids() {
     return
   fi
   for entry in "api $ACHILLES_API_URL" "raw-sink $BENCH_SINK_METRICS" \
-    "processor $BENCH_PROCESSOR_METRICS" "tansu tcp://$ACHILLES_KAFKA__BROKERS"; do
+    "processor $BENCH_PROCESSOR_METRICS" "agent $BENCH_AGENT_METRICS" \
+    "tansu tcp://$ACHILLES_KAFKA__BROKERS"; do
     pid=$(port_pid "${entry#* }")
     [[ -n $pid ]] || continue
     printf '%s %s\n' "${entry%% *}" "$pid"
@@ -165,18 +167,25 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 # cpu_snapshot: "NAME TICKS" of CPU time used so far by each measured process
-# and by all PostgreSQL server processes together (clock ticks, user+system).
+# and by PostgreSQL (clock ticks, user+system). Postgres backends come and go
+# (every connection is a process), so it is the live server processes plus
+# what the postmaster collected from the ones that exited (cutime+cstime).
 cpu_snapshot() {
-  local name pid stat total=0
+  local name pid stat total=0 postmaster
   while read -r name pid; do
     stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
     stat=${stat##*) } # fields after "pid (comm) "; utime and stime are 12th and 13th
     awk -v n="$name" '{print n, $12 + $13}' <<<"$stat"
   done <"$WORK/pids.txt"
-  for pid in $(pgrep -x postgres); do
+  postmaster=$(pgrep -x -o postgres || true)
+  for pid in $(pgrep -x postgres || true); do
     stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
     stat=${stat##*) }
-    total=$((total + $(awk '{print $12 + $13}' <<<"$stat")))
+    if [[ $pid == "$postmaster" ]]; then
+      total=$((total + $(awk '{print $12 + $13 + $14 + $15}' <<<"$stat")))
+    else
+      total=$((total + $(awk '{print $12 + $13}' <<<"$stat")))
+    fi
   done
   printf 'postgres %s\n' "$total"
 }
@@ -275,8 +284,8 @@ done <"$WORK/pids.txt"
 # ------------------------------------------------------------ micro-benchmarks
 if [[ $BENCH_MICRO == 1 ]]; then
   info "phase micro: cargo bench -p achilles-core --bench hot_path"
-  if cargo bench -p achilles-core --bench hot_path -- --warm-up-time 1 --measurement-time 3 \
-    >"$WORK/micro.txt" 2>&1; then
+  if env -u DATABASE_URL cargo bench -p achilles-core --bench hot_path -- \
+    --warm-up-time 1 --measurement-time 3 >"$WORK/micro.txt" 2>&1; then
     for f in "$(target_dir)"/criterion/*/*/new/estimates.json; do
       [[ -e $f ]] || continue
       rel=${f#"$(target_dir)/criterion/"}

@@ -287,10 +287,17 @@ impl Watch {
             if derived_h.is_empty() {
                 derived_note = Some("no event of the run landed, so none could be derived".into());
             } else if not_derived == derived_h.len() {
-                derived_note = Some(format!(
-                    "the processor runs but sessions.event_count of the run's sessions never grew within {:?}",
-                    self.args.drain_timeout
-                ));
+                derived_note = Some(if self.args.wait_processor {
+                    format!(
+                        "the processor runs but had applied none of the run's events {:.0} s after it ended (drain timeout)",
+                        (measured_at - end).num_seconds()
+                    )
+                } else {
+                    format!(
+                        "the processor was behind on earlier events (not waited for) and had applied none of this run's {:.0} s after it ended",
+                        (measured_at - end).num_seconds()
+                    )
+                });
             } else {
                 if not_derived > 0 {
                     derived_note = Some(format!(

@@ -83,6 +83,8 @@ pub struct LoadArgs {
     /// (DATABASE_URL); waits up to --drain-timeout for the events to land.
     #[arg(long)]
     pub landing: bool,
+    /// Seconds to wait after the run for its events to land (and be
+    /// derived), or for --read's seeded sessions to become readable.
     #[arg(long, default_value_t = 180.0)]
     pub drain_timeout: f64,
     /// Before an ingest run, wait up to this many seconds for the raw sink
@@ -94,14 +96,16 @@ pub struct LoadArgs {
     #[arg(long)]
     pub skip_processor_wait: bool,
     /// With --landing: time derived rows (`sessions.event_count`) when the
-    /// processor answers on --processor-metrics: `auto` or `off`.
+    /// processor listens on --processor-metrics: `auto` or `off`.
     #[arg(long, default_value = "auto", value_parser = ["auto", "off"])]
     pub derived: String,
     /// Milliseconds between polls of `sessions.event_count`.
     #[arg(long, default_value_t = 20)]
     pub poll_ms: u64,
+    /// The raw sink's metrics (lag, landed freshness histogram).
     #[arg(long, default_value = "http://127.0.0.1:9101/metrics")]
     pub sink_metrics: String,
+    /// The processor's metrics; nothing listening there = no processor.
     #[arg(long, default_value = "http://127.0.0.1:9102/metrics")]
     pub processor_metrics: String,
     /// Print the report as JSON on stdout.
