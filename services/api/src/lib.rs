@@ -13,6 +13,7 @@ mod auth;
 mod error;
 mod observe;
 mod openapi;
+mod recent;
 mod routes;
 mod state;
 
@@ -75,8 +76,10 @@ impl Application {
                 addr: settings.api.listen.clone(),
                 source,
             })?;
+        let recent = recent::RecentHashes::new(settings.api.recent_hashes);
         let state = AppState {
             inner: Arc::new(state::Inner {
+                recent,
                 settings,
                 pool,
                 publisher,

@@ -7,6 +7,8 @@ use achilles_core::config::Settings;
 use achilles_core::publisher::Publisher;
 use sqlx::PgPool;
 
+use crate::recent::RecentHashes;
+
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) inner: Arc<Inner>,
@@ -17,6 +19,7 @@ pub(crate) struct Inner {
     pub pool: PgPool,
     pub publisher: Publisher,
     pub keys: KeyStore,
+    pub recent: RecentHashes,
 }
 
 impl AppState {
@@ -34,5 +37,9 @@ impl AppState {
 
     pub fn keys(&self) -> &KeyStore {
         &self.inner.keys
+    }
+
+    pub fn recent(&self) -> &RecentHashes {
+        &self.inner.recent
     }
 }

@@ -116,6 +116,9 @@ pub struct ApiSettings {
     pub retry_after_secs: u64,
     pub page_size_default: i64,
     pub page_size_max: i64,
+    /// How many recently accepted event hashes the API remembers to answer
+    /// `duplicate` to a retried request (0: never). About 80 bytes each.
+    pub recent_hashes: usize,
 }
 
 impl Default for ApiSettings {
@@ -128,6 +131,9 @@ impl Default for ApiSettings {
             retry_after_secs: 2,
             page_size_default: 100,
             page_size_max: 1_000,
+            // Fits one hash-set allocation (2^19 buckets at 7/8 load), about
+            // 17 MiB per generation.
+            recent_hashes: 450_000,
         }
     }
 }
@@ -200,6 +206,9 @@ pub struct ProcessorSettings {
     /// An agent edit and a failure at most this far apart (event time)
     /// are an induced-error candidate.
     pub correlation_window_ms: i64,
+    /// ... but when the failure does not name the edited file, at most this
+    /// far apart: an unrelated edit minutes earlier is noise, not a cause.
+    pub unnamed_window_ms: i64,
     /// A failure fixed later than this after it happened is not counted
     /// as a break/fix cycle.
     pub fix_window_ms: i64,
@@ -218,6 +227,7 @@ impl Default for ProcessorSettings {
             shutdown_deadline_ms: 10_000,
             retry_backoff_ms: 500,
             correlation_window_ms: 5 * 60 * 1000,
+            unnamed_window_ms: 60 * 1000,
             fix_window_ms: 30 * 60 * 1000,
             allowed_lateness_ms: 60 * 1000,
         }

@@ -2,7 +2,8 @@
 //!
 //! Batch semantics (documented in the OpenAPI document and README):
 //! * every event is judged on its own: `accepted`, `duplicate` (same event
-//!   hash as an event already stored or earlier in the same batch) or
+//!   hash as an event this API process accepted recently, or earlier in the
+//!   same batch) or
 //!   `rejected` with its index and every reason;
 //! * accepted events are published, and `202` is returned only after the
 //!   broker acknowledged all of them; if Kafka cannot take them the whole
@@ -30,7 +31,7 @@ use achilles_core::model::submission::{
 };
 use achilles_core::model::{Event, SessionId};
 use achilles_core::wire::{Envelope, Record};
-use achilles_core::{db, ValidationError};
+use achilles_core::ValidationError;
 
 use crate::auth::Tenant;
 use crate::error::ApiError;
@@ -207,27 +208,23 @@ pub async fn ingest_batch(
         }
     }
 
-    // Duplicates: earlier in this batch, or already stored. The stored
-    // check is best-effort: if Postgres is down we still ingest, because
-    // accepting does not depend on Postgres and the sink dedups anyway.
-    let hashes: Vec<String> = valid.iter().map(|(_, e)| e.hash.to_hex()).collect();
-    let stored = match db::existing_hashes(state.pool(), &hashes).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "duplicate check skipped: postgres unavailable");
-            HashSet::new()
-        }
-    };
+    // Duplicates: earlier in this batch, or accepted recently by this
+    // process (see `recent.rs` for why not Postgres). Best-effort by
+    // design: whatever slips through is dropped by the sink's and the
+    // processor's dedup on the hash.
+    let recent = state
+        .recent()
+        .seen(&valid.iter().map(|(_, e)| &e.hash).collect::<Vec<_>>());
     let mut seen = HashSet::with_capacity(valid.len());
     let mut to_publish = Vec::with_capacity(valid.len());
-    for ((index, ev), hash) in valid.into_iter().zip(hashes) {
-        let dup = stored.contains(&hash) || !seen.insert(hash.clone());
+    for ((index, ev), recent) in valid.into_iter().zip(recent) {
+        let dup = recent || !seen.insert(*ev.hash.as_bytes());
         let status = if dup { "duplicate" } else { "accepted" };
         results.push(BatchItemResult {
             index,
             status,
             event_id: Some(ev.id.to_string()),
-            event_hash: Some(hash),
+            event_hash: Some(ev.hash.to_hex()),
             errors: None,
         });
         if !dup {
@@ -256,6 +253,14 @@ pub async fn ingest_batch(
             .inspect_err(|e| {
                 metrics::BACKPRESSURE.with_label_values(&[e.cause()]).inc();
             })?;
+        // Only what Kafka acknowledged: a 503'd batch retried must be
+        // accepted again, not answered `duplicate`.
+        state
+            .recent()
+            .remember(to_publish.iter().filter_map(|env| match &env.record {
+                Record::Event(e) => Some(&e.hash),
+                _ => None,
+            }));
     }
     metrics::INGEST_EVENTS
         .with_label_values(&["accepted"])

@@ -1,5 +1,5 @@
 //! Event rows: idempotent bulk insert for the raw sink, paginated reads for
-//! the API, and the API's best-effort duplicate check.
+//! the API.
 
 use std::collections::HashSet;
 
@@ -135,30 +135,6 @@ pub async fn insert_events(
         }
     }
     Ok(outcome)
-}
-
-/// Which of `hashes` are already stored. The API uses it to report
-/// duplicates; it is best-effort (an event in flight is not yet stored),
-/// which is fine because the sink's insert is idempotent anyway.
-#[tracing::instrument(skip_all, fields(n = hashes.len()), err)]
-pub async fn existing_hashes(
-    pool: &PgPool,
-    hashes: &[String],
-) -> Result<HashSet<String>, sqlx::Error> {
-    if hashes.is_empty() {
-        return Ok(HashSet::new());
-    }
-    // A join on the unnested array, not `= ANY($1)`: the prepared
-    // statement's cached generic plan for `= ANY` turned into a full scan of
-    // `events` as the table grew (seen under `make bench`); the join keeps
-    // one unique-index probe per hash.
-    let rows: Vec<String> = sqlx::query_scalar(
-        "SELECT e.event_hash FROM UNNEST($1::text[]) AS h(hash) JOIN events e ON e.event_hash = h.hash",
-    )
-    .bind(hashes)
-            .fetch_all(pool)
-            .await?;
-    Ok(rows.into_iter().collect())
 }
 
 /// Keyset position: events strictly after (occurred_at, id).

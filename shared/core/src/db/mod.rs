@@ -12,9 +12,7 @@ pub mod offsets;
 pub mod outbox;
 mod sessions;
 
-pub use events::{
-    existing_hashes, insert_events, list_events, EventCursor, EventRow, InsertOutcome,
-};
+pub use events::{insert_events, list_events, EventCursor, EventRow, InsertOutcome};
 pub use sessions::{
     apply_session_ends, ensure_placeholders, get_session, session_owners, upsert_session_starts,
     SessionRow,
