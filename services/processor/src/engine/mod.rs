@@ -4,7 +4,8 @@
 //! **Order independence.** Every derived fact is defined on event time so
 //! that it does not depend on arrival order: a correlation is any pair
 //! (agent `file_edit` E, failure F) with `0 <= F.t - E.t <= window`; a fix
-//! is the *earliest* qualifying success. Whichever of E and F arrives
+//! (`any_failure` pairs, where F does not name E's file, only within the
+//! shorter unnamed window); a fix is the *earliest* qualifying success. Whichever of E and F arrives
 //! second creates the pair, and a late success can only move a fix
 //! earlier. So out-of-order delivery within the allowed lateness, replays
 //! after a crash, and a session moving between instances all converge on
@@ -24,6 +25,8 @@ pub use summary::Summary;
 #[derive(Clone, Copy, Debug)]
 pub struct EngineConfig {
     pub window_us: i64,
+    /// Window for `any_failure` pairs (the failure does not name the file).
+    pub unnamed_window_us: i64,
     pub fix_window_us: i64,
     pub lateness_us: i64,
 }
@@ -32,14 +35,9 @@ impl EngineConfig {
     pub fn from_settings(s: &achilles_core::config::ProcessorSettings) -> Self {
         Self {
             window_us: s.correlation_window_ms * 1000,
+            unnamed_window_us: s.unnamed_window_ms.min(s.correlation_window_ms) * 1000,
             fix_window_us: s.fix_window_ms * 1000,
             lateness_us: s.allowed_lateness_ms * 1000,
         }
-    }
-
-    /// How far back state must reach: any on-time event can pair with
-    /// facts no older than this before the newest event.
-    pub fn horizon_us(&self) -> i64 {
-        self.window_us.max(self.fix_window_us) + self.lateness_us
     }
 }

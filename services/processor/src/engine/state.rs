@@ -323,15 +323,29 @@ impl SessionState {
         changed
     }
 
-    /// Forgets what no on-time event can pair with any more.
+    /// Forgets what no on-time event can pair with any more. The state is
+    /// written back with every batch that touches the session, so keeping
+    /// only what can still matter is what keeps that write small.
+    ///
+    /// Any future event that is correlated has `t >= max - lateness` (`on`
+    /// below; `max` only grows). From the rules:
+    /// - a failure pairs with a future edit E only if `F.t >= E.t >= on`;
+    /// - a success closes a correlation only with a re-edit E2 `<= S.t`, so
+    ///   a stored success matters only to a future edit: `S.t >= on`;
+    /// - an edit pairs with a future failure, or is the re-edit of a future
+    ///   success, only if `E.t >= on - window`;
+    /// - a correlation can get a fix only from a success `S.t >= on` with
+    ///   `S.t <= F.t + fix_window`, and only an earlier one than its
+    ///   current fix (ties by id): fixed before `on`, or too old, it is final.
     fn prune(&mut self, cfg: &EngineConfig) {
         let Some(max) = self.max_t else { return };
-        let horizon = max - cfg.horizon_us();
-        self.edits.retain(|e| e.t >= horizon);
-        self.failures.retain(|f| f.t >= horizon);
-        self.successes.retain(|s| s.t >= horizon);
-        let fixable = max - cfg.fix_window_us - cfg.lateness_us;
-        self.open.retain(|c| c.effect_t >= fixable);
+        let on = max - cfg.lateness_us;
+        self.edits.retain(|e| e.t >= on - cfg.window_us);
+        self.failures.retain(|f| f.t >= on);
+        self.successes.retain(|s| s.t >= on);
+        self.open.retain(|c| {
+            c.effect_t >= on - cfg.fix_window_us && c.fixed_at.is_none_or(|at| at >= on)
+        });
     }
 
     pub fn is_ended(&self) -> bool {
@@ -352,6 +366,12 @@ fn pair(e: &EditRef, f: &FailureRef, cfg: &EngineConfig) -> Option<Correlation> 
         cluster_message: String::new(),
     };
     let naming = names(&info, &e.path);
+    // Every agent edit of the last minutes precedes every failure; without
+    // the failure naming the file, only an edit shortly before it is a
+    // plausible cause (and pairing all of them made ~25 rows per failure).
+    if naming.is_none() && gap > cfg.unnamed_window_us {
+        return None;
+    }
     Some(Correlation {
         cause: e.id,
         effect: f.id,

@@ -18,6 +18,7 @@ fn t0() -> DateTime<Utc> {
 fn cfg() -> EngineConfig {
     EngineConfig {
         window_us: 300_000_000,
+        unnamed_window_us: 60_000_000,
         fix_window_us: 1_800_000_000,
         lateness_us: 60_000_000,
     }
@@ -128,6 +129,37 @@ fn scripted_session_has_the_known_answer() {
         .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()))
         .collect();
     assert_eq!(fixes, expected_fixes);
+}
+
+#[test]
+fn unnamed_failures_pair_only_with_recent_edits() {
+    // A failure naming a.rs pairs with its edit 4 minutes back; one naming
+    // nothing pairs only with the edit within the unnamed window (60 s),
+    // not with the older one.
+    let mut st = SessionState::default();
+    let old_a = edit(0, "src/a.rs");
+    let old_c = edit(10, "src/c.rs");
+    let recent_b = edit(200, "src/b.rs");
+    let mut pairs = Vec::new();
+    for e in [
+        old_a.clone(),
+        old_c.clone(),
+        recent_b.clone(),
+        error(240, "src/a.rs"),
+        build(250, 1),
+    ] {
+        for c in st.apply_event(&e, &cfg()).correlations {
+            pairs.push((c.cause, c.match_kind.as_str(), c.gap_ms));
+        }
+    }
+    pairs.sort();
+    let mut expected = vec![
+        (old_a.id.as_uuid(), "same_file", 240_000),
+        (recent_b.id.as_uuid(), "any_failure", 40_000), // b.rs → error in a.rs
+        (recent_b.id.as_uuid(), "any_failure", 50_000), // b.rs → build
+    ];
+    expected.sort();
+    assert_eq!(pairs, expected);
 }
 
 #[test]
