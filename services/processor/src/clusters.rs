@@ -4,14 +4,15 @@
 //! templates. Whenever a batch brings a template the tenant has not seen,
 //! the tenant's templates of that length (merging never crosses lengths, so
 //! the result equals a re-merge of the whole set) are re-merged under a
-//! per-tenant lock and the affected
-//! `error_clusters` rows are rebuilt — so two instances, or a restarted one,
+//! per-tenant lock and the clusters whose templates changed are rebuilt
+//! (the others only get their rows for this batch's sessions refreshed) — so two instances, or a restarted one,
 //! always map a message to the same cluster, and a merge never loses or
 //! double-counts occurrences.
 
 use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{Postgres, Transaction};
+use uuid::Uuid;
 
 use achilles_cluster::{Clusterer, Config};
 use achilles_core::db::clusters::{self, TemplateDelta};
@@ -70,10 +71,13 @@ pub async fn record(
             .filter(|d| d.tenant == *tenant)
             .map(|d| d.template_id.as_str())
             .collect();
-        let mut affected: BTreeSet<String> = clusters::clusters_of(tx, tenant, &touched)
+        // Clusters whose template set changed are rebuilt whole; the others
+        // only gained occurrences of this batch's sessions.
+        let mut grown: BTreeSet<String> = clusters::clusters_of(tx, tenant, &touched)
             .await?
             .into_values()
             .collect();
+        let mut remapped: BTreeSet<String> = BTreeSet::new();
         let (fresh, lengths) = &fresh_per_tenant[tenant];
         if *fresh > 0 {
             let all = clusters::templates_of_lengths(tx, tenant, lengths).await?;
@@ -88,8 +92,8 @@ pub async fn record(
                     continue;
                 };
                 if new != old {
-                    affected.insert(old.clone());
-                    affected.insert(new.clone());
+                    remapped.insert(old.clone());
+                    remapped.insert(new.clone());
                     changes.push((id.clone(), new.clone(), pattern.clone()));
                 }
             }
@@ -106,10 +110,19 @@ pub async fn record(
                 })
                 .collect();
             clusters::remap_templates(tx, tenant, &patterns).await?;
-            affected.extend(patterns.into_iter().map(|p| p.1));
+            grown.extend(patterns.into_iter().map(|p| p.1));
         }
-        let affected: Vec<String> = affected.into_iter().collect();
-        clusters::materialize_clusters(tx, tenant, &affected).await?;
+        let sessions: Vec<Uuid> = deltas
+            .iter()
+            .filter(|d| d.tenant == *tenant)
+            .map(|d| d.session_id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let grown: Vec<String> = grown.difference(&remapped).cloned().collect();
+        let remapped: Vec<String> = remapped.into_iter().collect();
+        clusters::materialize_clusters(tx, tenant, &remapped).await?;
+        clusters::refresh_clusters(tx, tenant, &grown, &sessions).await?;
     }
     Ok(fresh_per_tenant.values().map(|(n, _)| n).sum())
 }
