@@ -194,6 +194,8 @@ impl BatchHandler for Processor {
                             confidence: c.confidence,
                             cause_at: ts(c.cause_at),
                             effect_at: ts(c.effect_at),
+                            fixed_by: None,
+                            fixed_at: None,
                         });
                     }
                     fixes.extend(
@@ -230,6 +232,7 @@ impl BatchHandler for Processor {
         let deltas: Vec<_> = templates.into_values().collect();
         let occurrences: i64 = deltas.iter().map(|d| d.count).sum();
         let new_templates = crate::clusters::record(&mut tx, &deltas).await?;
+        let fixes = derived::fold_fixes(&mut correlations, fixes);
         derived::insert_correlations(&mut tx, &correlations).await?;
         derived::apply_fixes(&mut tx, &fixes).await?;
         let mut summaries = Vec::new();

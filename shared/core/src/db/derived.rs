@@ -83,6 +83,39 @@ pub struct CorrelationRow {
     pub confidence: f64,
     pub cause_at: DateTime<Utc>,
     pub effect_at: DateTime<Utc>,
+    /// Known already when the fix arrived in the same batch.
+    pub fixed_by: Option<Uuid>,
+    pub fixed_at: Option<DateTime<Utc>>,
+}
+
+/// A fix: (cause, effect, fixed by, fixed at).
+pub type FixRow = (Uuid, Uuid, Uuid, DateTime<Utc>);
+
+/// Folds a batch's fixes into the correlations created in the same batch
+/// and returns the rest (one per pair, the earliest), for
+/// [`apply_fixes`]. Most correlations of a busy session are fixed within a
+/// couple of minutes, i.e. often within the batch that created them:
+/// writing the row once instead of inserting and then updating it halves
+/// those writes. It also leaves at most one update per pair, which
+/// `UPDATE ... FROM` needs (with two matching source rows it applies an
+/// arbitrary one, not necessarily the earliest).
+pub fn fold_fixes(rows: &mut [CorrelationRow], fixes: Vec<FixRow>) -> Vec<FixRow> {
+    let mut best: HashMap<(Uuid, Uuid), (DateTime<Utc>, Uuid)> = HashMap::new();
+    for (cause, effect, by, at) in fixes {
+        let e = best.entry((cause, effect)).or_insert((at, by));
+        if (at, by) < *e {
+            *e = (at, by);
+        }
+    }
+    for r in rows.iter_mut() {
+        if let Some((at, by)) = best.remove(&(r.cause, r.effect)) {
+            r.fixed_at = Some(at);
+            r.fixed_by = Some(by);
+        }
+    }
+    best.into_iter()
+        .map(|((cause, effect), (at, by))| (cause, effect, by, at))
+        .collect()
 }
 
 pub async fn insert_correlations(
@@ -103,11 +136,15 @@ pub async fn insert_correlations(
     let conf: Vec<f64> = rows.iter().map(|r| r.confidence).collect();
     let cause_at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.cause_at).collect();
     let effect_at: Vec<DateTime<Utc>> = rows.iter().map(|r| r.effect_at).collect();
+    let fixed_by: Vec<Option<Uuid>> = rows.iter().map(|r| r.fixed_by).collect();
+    let fixed_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|r| r.fixed_at).collect();
     sqlx::query(
         "INSERT INTO event_correlations (tenant_id, session_id, cause_event_id, effect_event_id, match_kind,
-                                         file_path, gap_ms, confidence, cause_at, effect_at)
+                                         file_path, gap_ms, confidence, cause_at, effect_at,
+                                         fixed_by_event_id, fixed_at)
          SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
-                              $7::bigint[], $8::float8[], $9::timestamptz[], $10::timestamptz[])
+                              $7::bigint[], $8::float8[], $9::timestamptz[], $10::timestamptz[],
+                              $11::uuid[], $12::timestamptz[])
          ON CONFLICT (cause_event_id, effect_event_id) DO NOTHING",
     )
     .bind(&tenants)
@@ -120,6 +157,8 @@ pub async fn insert_correlations(
     .bind(&conf)
     .bind(&cause_at)
     .bind(&effect_at)
+    .bind(&fixed_by)
+    .bind(&fixed_at)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -129,7 +168,7 @@ pub async fn insert_correlations(
 /// fixing event's id, as the engine does).
 pub async fn apply_fixes(
     tx: &mut Transaction<'_, Postgres>,
-    fixes: &[(Uuid, Uuid, Uuid, DateTime<Utc>)],
+    fixes: &[FixRow],
 ) -> Result<(), sqlx::Error> {
     if fixes.is_empty() {
         return Ok(());
@@ -214,4 +253,53 @@ pub async fn update_summaries(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(cause: Uuid, effect: Uuid) -> CorrelationRow {
+        CorrelationRow {
+            tenant: "acme".into(),
+            session_id: Uuid::nil(),
+            cause,
+            effect,
+            match_kind: "same_file",
+            file_path: "src/a.rs".into(),
+            gap_ms: 1,
+            confidence: 0.9,
+            cause_at: DateTime::UNIX_EPOCH,
+            effect_at: DateTime::UNIX_EPOCH,
+            fixed_by: None,
+            fixed_at: None,
+        }
+    }
+
+    #[test]
+    fn fixes_of_new_rows_are_folded_in_and_the_earliest_fix_wins() {
+        let (a, b, c, d) = (
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+            Uuid::now_v7(),
+        );
+        let (s1, s2) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let t = |s| DateTime::from_timestamp(s, 0).unwrap();
+        let mut rows = vec![row(a, b)];
+        let rest = fold_fixes(
+            &mut rows,
+            vec![
+                (a, b, s2, t(20)),
+                (a, b, s1, t(10)), // earlier: wins
+                (c, d, s2, t(30)),
+                (c, d, s1, t(30)), // same time, smaller id: wins
+            ],
+        );
+        assert_eq!(
+            (rows[0].fixed_by, rows[0].fixed_at),
+            (Some(s1), Some(t(10)))
+        );
+        assert_eq!(rest, vec![(c, d, s1, t(30))], "one update per older pair");
+    }
 }
