@@ -175,6 +175,21 @@ impl Watch {
         expected: u64,
     ) -> Result<LandingReport, CliError> {
         let deadline = Instant::now() + self.args.drain_timeout;
+        // Watch the sink's own count of landed events (its freshness
+        // histogram) first, and count rows in Postgres only once it says
+        // they are there: counting the run's rows every half second cost
+        // Postgres 0.5 s per poll on a large run, competing with the very
+        // pipeline being measured.
+        if let Some(before) = &self.sink_before {
+            let label = "stage=\"landed\"";
+            while Instant::now() < deadline {
+                let now = prom::scrape(&self.args.sink_metrics, METRIC, label).await;
+                if now.is_some_and(|n| n.total() - before.total() >= expected as f64) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
         let events_sql = "SELECT count(*) FROM events WHERE session_id = ANY($1)";
         let mut landed = 0;
         while Instant::now() < deadline {
@@ -182,7 +197,7 @@ impl Watch {
             if landed as u64 >= expected {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         // With a processor running, wait for it too (polled or not): a
         // backlog left behind would distort the next measurement.

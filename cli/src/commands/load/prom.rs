@@ -133,6 +133,11 @@ fn parse(text: &str, metric: &str, label: &str) -> Buckets {
 }
 
 impl Buckets {
+    /// Observations in all (the `+Inf` bucket, the largest cumulative count).
+    pub fn total(&self) -> f64 {
+        self.0.iter().map(|(_, n)| *n).fold(0.0, f64::max)
+    }
+
     /// `after - before`, bucket by bucket (a missing "before" counts as 0,
     /// e.g. when the metric had no samples yet).
     pub fn since(&self, before: &Buckets) -> Buckets {
