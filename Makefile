@@ -8,7 +8,7 @@ ARGS ?=
 # Dashboards for make check-dashboards (file names without .json); empty = all.
 DASHBOARDS ?=
 
-.PHONY: help up down status logs demo test bench fmt lint build clean-stack check-dashboards check-rules validate-helm
+.PHONY: help up down status logs demo test bench tune-postgres fmt lint build clean-stack check-dashboards check-rules validate-helm
 
 help: ## List the targets
 	@echo "Achilles make targets:"
@@ -43,6 +43,9 @@ validate-helm: ## helm lint + template (Helm 3 and 4) and schema checks of helm/
 
 bench: ## Load-test the local stack (starts it if needed): bench/results/latest.json, bench/README.md
 	bash scripts/bench.sh
+
+tune-postgres: ## Opt-in: write-heavy settings on the local Postgres (restarts it); --reset: make tune-postgres ARGS=--reset
+	bash scripts/tune-postgres.sh $(ARGS)
 
 fmt: ## Format the code (cargo fmt --all)
 	cargo fmt --all

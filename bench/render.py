@@ -120,7 +120,7 @@ def fmt(x):
 def main():
     ap = argparse.ArgumentParser()
     for a in ("work", "results", "readme", "started-at", "load-before", "events-rows-before",
-              "config", "brokers", "database-url", "clk-tck", "notes"):
+              "postgres-settings", "config", "brokers", "database-url", "clk-tck", "notes"):
         ap.add_argument("--" + a, required=True)
     args = ap.parse_args()
     w = lambda name: os.path.join(args.work, name)
@@ -207,6 +207,7 @@ def main():
         "cores": os.cpu_count(),
         "colocated": local(args.brokers) and local(args.database_url),
         "load_average_before": args.load_before,
+        "postgres_settings": json.loads(args.postgres_settings or "{}"),
         "events_rows_before": None if args.events_rows_before == "null" else int(args.events_rows_before),
         "batch_size": json.loads(args.config)["batch_size"],
         "ingest_events_per_s": ingest,
@@ -297,7 +298,9 @@ def render_readme(path, r, checks):
     lines = [
         f"Latest run: {r['timestamp']}, commit `{(r['commit'] or 'unknown')[:12]}`{' (dirty)' if r['dirty'] else ''}, "
         f"{r['cores']} cores, broker and Postgres co-located: {'yes' if r['colocated'] else 'no'}, "
-        f"load average before: {r['load_average_before']}.",
+        f"load average before: {r['load_average_before']}. Postgres: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(r.get("postgres_settings", {}).items())) or "settings unknown")
+        + " (`make tune-postgres`).",
         "",
         "| Figure | How | Target | Latest | Status |",
         "|---|---|---|---|---|",

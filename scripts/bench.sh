@@ -163,6 +163,11 @@ events_rows() {
   psql "$DATABASE_URL" -Atqc 'SELECT count(*) FROM events' 2>/dev/null || echo null
 }
 EVENTS_ROWS_BEFORE=$(events_rows)
+# The server settings that decide Postgres' write cost (`make tune-postgres`).
+PG_SETTINGS=$(psql "$DATABASE_URL" -Atqc \
+  "SELECT coalesce(json_object_agg(name, current_setting(name)), '{}') FROM pg_settings
+   WHERE name IN ('shared_buffers', 'max_wal_size', 'checkpoint_timeout', 'synchronous_commit', 'wal_compression')" \
+  2>/dev/null || echo '{}')
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 STARTED_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
@@ -306,6 +311,7 @@ mkdir -p "$RESULTS_DIR"
 python3 "$ROOT/bench/render.py" \
   --work "$WORK" --results "$RESULTS_DIR" --readme "$ROOT/bench/README.md" \
   --started-at "$STARTED_AT" --load-before "$LOAD_BEFORE" --events-rows-before "$EVENTS_ROWS_BEFORE" \
+  --postgres-settings "$PG_SETTINGS" \
   --config "$(jq -n \
     --argjson ingest_s "$BENCH_SECONDS" --argjson phase_s "$BENCH_PHASE_SECONDS" \
     --argjson broker_s "$BENCH_BROKER_SECONDS" --argjson concurrency "$BENCH_CONCURRENCY" \
