@@ -35,7 +35,7 @@ use achilles_core::wire::insight::{InsightRecord, Transition};
 use achilles_core::wire::{decode_envelope, Envelope, Record};
 use achilles_runtime::{BatchHandler, HandlerError};
 
-use crate::graph::{insight_id, Change, Decision, Graph, Session};
+use crate::graph::{insight_id, Change, Decision, Graph, OpenInsight, Session};
 use crate::observe::Observed;
 
 /// The `consumer` label of this loop's metrics.
@@ -121,6 +121,21 @@ impl BatchHandler for LightHandler {
             .iter()
             .map(|id| (*id, self.graph.load(stored.get(id))))
             .collect();
+        // Last-seen times of the open insights as loaded: whatever moved is
+        // written back once at the end of the batch.
+        let loaded: HashSet<(Uuid, String, String, i64)> = sessions
+            .iter()
+            .flat_map(|(sid, s)| {
+                s.open.iter().map(|o| {
+                    (
+                        *sid,
+                        o.insight_type.clone(),
+                        o.dedup_key.clone(),
+                        o.last_seen_at,
+                    )
+                })
+            })
+            .collect();
         let mut touched: HashSet<Uuid> = HashSet::new();
         let mut decisions: Vec<(Uuid, String, Decision)> = Vec::new();
         let mut freshness = Vec::new();
@@ -153,22 +168,37 @@ impl BatchHandler for LightHandler {
         let mut announce: Vec<NewOutboxRecord> = Vec::new();
         let mut raised: Vec<(String, &'static str)> = Vec::new();
         for (sid, tenant, d) in &decisions {
-            let w = to_write(*sid, tenant, d);
-            let transition = match d.change {
-                Change::Raised => Some(Transition::Raised),
-                Change::Escalated => Some(Transition::Escalated),
-                Change::Resolved => Some(Transition::Resolved),
-                Change::Updated => None,
+            let w = to_write(*sid, tenant, &d.insight, d.resolved_at);
+            let t = match d.change {
+                Change::Raised => Transition::Raised,
+                Change::Escalated => Transition::Escalated,
+                Change::Resolved => Transition::Resolved,
             };
-            if let Some(t) = transition {
-                if t == Transition::Raised {
-                    raised.push((w.insight_type.clone(), d.insight.severity.as_str()));
-                }
-                if let Some(r) = self.announcement(&w, t, decided_at) {
-                    announce.push(r);
-                }
+            if t == Transition::Raised {
+                raised.push((w.insight_type.clone(), d.insight.severity.as_str()));
+            }
+            if let Some(r) = self.announcement(&w, t, decided_at) {
+                announce.push(r);
             }
             writes.insert(w.id, w);
+        }
+        // Then the final state of every open insight that changed: it
+        // supersedes the decisions' snapshots (a re-raise after a resolve
+        // ends open, as it should).
+        for sid in &touched {
+            let Some(s) = sessions.get(sid) else { continue };
+            for o in &s.open {
+                let key = (
+                    *sid,
+                    o.insight_type.clone(),
+                    o.dedup_key.clone(),
+                    o.last_seen_at,
+                );
+                if !loaded.contains(&key) {
+                    let w = to_write(*sid, &s.tenant, o, None);
+                    writes.insert(w.id, w);
+                }
+            }
         }
         let writes: Vec<InsightWrite> = writes.into_values().collect();
         analysis::upsert_insights(&mut tx, &writes).await?;
@@ -209,9 +239,8 @@ impl BatchHandler for LightHandler {
     }
 }
 
-/// The row an insight has after a decision.
-fn to_write(sid: Uuid, tenant: &str, d: &Decision) -> InsightWrite {
-    let o = &d.insight;
+/// The row of an insight: open, or resolved at `resolved_at`.
+fn to_write(sid: Uuid, tenant: &str, o: &OpenInsight, resolved_at: Option<i64>) -> InsightWrite {
     InsightWrite {
         id: insight_id(sid, &o.insight_type, &o.dedup_key),
         tenant: tenant.to_owned(),
@@ -219,7 +248,7 @@ fn to_write(sid: Uuid, tenant: &str, d: &Decision) -> InsightWrite {
         insight_type: o.insight_type.clone(),
         dedup_key: o.dedup_key.clone(),
         severity: o.severity.as_str().to_owned(),
-        status: if d.resolved_at.is_some() {
+        status: if resolved_at.is_some() {
             "resolved"
         } else {
             "open"
@@ -230,7 +259,7 @@ fn to_write(sid: Uuid, tenant: &str, d: &Decision) -> InsightWrite {
         evidence: o.evidence.clone(),
         raised_at: ts(o.raised_at),
         last_seen_at: ts(o.last_seen_at),
-        resolved_at: d.resolved_at.map(ts),
+        resolved_at: resolved_at.map(ts),
     }
 }
 
