@@ -296,33 +296,34 @@ pub async fn refresh_clusters(
     .execute(&mut **tx)
     .await?;
     // Point lookups per (template, session) through the unnested session
-    // list, rather than every session of each template.
+    // list, rather than every session of each template. A cluster's
+    // session count grows by the rows this inserts (not updates):
+    // `xmax = 0` marks a row version created by an insert, so counting
+    // them keeps `session_count` exact without re-counting every session
+    // of the cluster each batch.
     sqlx::query(
-        "INSERT INTO error_cluster_sessions (tenant_id, cluster_id, session_id, occurrence_count, first_seen, last_seen)
-         SELECT t.tenant_id, t.cluster_id, s.session_id, sum(s.occurrence_count), min(s.first_seen), max(s.last_seen)
-         FROM error_templates t
-         CROSS JOIN UNNEST($3::uuid[]) AS u(session_id)
-         JOIN error_template_sessions s
-           ON s.tenant_id = t.tenant_id AND s.template_id = t.template_id AND s.session_id = u.session_id
-         WHERE t.tenant_id = $1 AND t.cluster_id = ANY($2)
-         GROUP BY t.tenant_id, t.cluster_id, s.session_id
-         ON CONFLICT (tenant_id, cluster_id, session_id) DO UPDATE SET
-             occurrence_count = EXCLUDED.occurrence_count, first_seen = EXCLUDED.first_seen,
-             last_seen = EXCLUDED.last_seen",
+        "WITH up AS (
+             INSERT INTO error_cluster_sessions (tenant_id, cluster_id, session_id, occurrence_count,
+                                                 first_seen, last_seen)
+             SELECT t.tenant_id, t.cluster_id, s.session_id, sum(s.occurrence_count), min(s.first_seen),
+                    max(s.last_seen)
+             FROM error_templates t
+             CROSS JOIN UNNEST($3::uuid[]) AS u(session_id)
+             JOIN error_template_sessions s
+               ON s.tenant_id = t.tenant_id AND s.template_id = t.template_id AND s.session_id = u.session_id
+             WHERE t.tenant_id = $1 AND t.cluster_id = ANY($2)
+             GROUP BY t.tenant_id, t.cluster_id, s.session_id
+             ON CONFLICT (tenant_id, cluster_id, session_id) DO UPDATE SET
+                 occurrence_count = EXCLUDED.occurrence_count, first_seen = EXCLUDED.first_seen,
+                 last_seen = EXCLUDED.last_seen
+             RETURNING cluster_id, (xmax = 0) AS inserted)
+         UPDATE error_clusters c SET session_count = c.session_count + n.added
+         FROM (SELECT cluster_id, count(*) FILTER (WHERE inserted) AS added FROM up GROUP BY cluster_id) n
+         WHERE c.tenant_id = $1 AND c.id = n.cluster_id AND n.added > 0",
     )
     .bind(tenant)
     .bind(cluster_ids)
     .bind(sessions)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE error_clusters c SET session_count =
-             (SELECT count(*) FROM error_cluster_sessions s
-               WHERE s.tenant_id = c.tenant_id AND s.cluster_id = c.id)
-         WHERE c.tenant_id = $1 AND c.id = ANY($2)",
-    )
-    .bind(tenant)
-    .bind(cluster_ids)
     .execute(&mut **tx)
     .await?;
     Ok(())
