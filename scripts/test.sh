@@ -33,10 +33,14 @@ fi
 "$ROOT/scripts/validate-helm.sh"
 
 "$ROOT/scripts/ensure-postgres.sh"
-# Each test creates its own achilles_test_<uuid> database; drop the previous
-# run's so they do not pile up.
+# Each test creates its own achilles_test_<unix seconds>_<uuid> database; drop
+# those older than three hours (and any of the older unnamed-time form) so they
+# do not pile up, without touching a run that is going on in another checkout.
 psql -h 127.0.0.1 -U postgres -d postgres -qtA \
-  -c "select format('drop database if exists %I;', datname) from pg_database where datname like 'achilles_test_%'" |
+  -c "select format('drop database if exists %I;', datname) from pg_database
+      where datname like 'achilles_test_%'
+        and (datname !~ '^achilles_test_[0-9]+_'
+             or split_part(datname, '_', 3)::bigint < extract(epoch from now()) - 3 * 3600)" |
   psql -h 127.0.0.1 -U postgres -d postgres -q >/dev/null || warn "could not drop old test databases"
 broker_was_up=0
 tcp_open 127.0.0.1 "$BROKER_PORT" && broker_was_up=1

@@ -290,7 +290,7 @@ impl LightHandler {
         Some(NewOutboxRecord {
             topic: self.topics.name(Topic::Insights),
             key: w.session_id.to_string(),
-            payload: record.encode(),
+            payload: record.encode().ok()?,
             headers: Vec::new(),
         })
     }

@@ -441,7 +441,9 @@ async fn a_session_whose_events_never_all_land_is_judged_after_the_wait_as_incom
     let name = st.topics.name(Topic::SessionEnded);
     st.producer
         .send(
-            FutureRecord::to(&name).key(sid).payload(&rec.encode()),
+            FutureRecord::to(&name)
+                .key(sid)
+                .payload(&rec.encode().unwrap()),
             Duration::from_secs(10),
         )
         .await

@@ -35,9 +35,25 @@ pub enum ApiError {
     AllRejected { count: usize, details: Value },
     /// Kafka could not take the records: retry later.
     #[error("the event pipeline is temporarily unavailable ({0}); retry later")]
-    Unavailable(#[from] PublishError),
+    Unavailable(PublishError),
     #[error("a dependency failed: {0}")]
     Dependency(String),
+    /// A bug of ours (e.g. a validated record that does not encode): the
+    /// request is not retried as is, and nothing of it was published.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> Self {
+        match e {
+            PublishError::Encode(e) => {
+                tracing::error!(error = %e, "a validated record did not encode");
+                Self::Internal(e.to_string())
+            }
+            e => Self::Unavailable(e),
+        }
+    }
 }
 
 /// The documented error body.
@@ -50,7 +66,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable code: unauthorized, not_found, invalid_json, invalid_id,
     /// invalid_request, payload_too_large, batch_too_large,
-    /// validation_failed, all_rejected, unavailable, dependency_failed.
+    /// validation_failed, all_rejected, unavailable, dependency_failed,
+    /// internal_error.
     pub code: String,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,6 +85,7 @@ impl ApiError {
             Self::Invalid(_) | Self::AllRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Dependency(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -81,6 +99,7 @@ impl ApiError {
             Self::AllRejected { .. } => "all_rejected",
             Self::Unavailable(_) => "unavailable",
             Self::Dependency(_) => "dependency_failed",
+            Self::Internal(_) => "internal_error",
         }
     }
 

@@ -139,6 +139,12 @@ fn now() -> String {
     Utc::now().to_rfc3339()
 }
 
+/// Yesterday at 23:59:60, inside the accepted window.
+fn leap_second() -> String {
+    let day = (Utc::now() - chrono::Duration::days(1)).date_naive();
+    format!("{day}T23:59:60Z")
+}
+
 fn sample_events() -> Value {
     json!([
         {"occurred_at": now(), "kind": "file_edit", "data": {"path": "src/lib.rs", "lines_added": 12}},
@@ -278,6 +284,10 @@ async fn invalid_events_get_their_index_and_reason_and_never_land() {
         {"occurred_at": now(), "kind": "command", "data": {"command": "make", "exitcode": 2}},
         {"occurred_at": now(), "kind": "error", "data": {"message": "x".repeat(20_000)}},
         {"occurred_at": now(), "kind": "user_message", "session_id": "not-a-uuid"},
+        // Beyond i64: once crashed the Avro encoder (and the connection).
+        {"occurred_at": now(), "kind": "command", "data": {"command": "sleep", "duration_ms": 9223372036854775808u64}},
+        // Second :60 used to be accepted and then change its hash when encoded.
+        {"occurred_at": leap_second(), "kind": "user_message"},
     ]);
     let (status, body, _) = app
         .post(
@@ -289,7 +299,7 @@ async fn invalid_events_get_their_index_and_reason_and_never_land() {
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(
         (body["accepted"].as_u64(), body["rejected"].as_u64()),
-        (Some(1), Some(5))
+        (Some(1), Some(7))
     );
     let reasons: Vec<(u64, String, String)> = body["results"]
         .as_array()
@@ -312,6 +322,8 @@ async fn invalid_events_get_their_index_and_reason_and_never_land() {
             (3, "data.exitcode".into(), "invalid_data".into()),
             (4, "data.message".into(), "too_large".into()),
             (5, "session_id".into(), "invalid_id".into()),
+            (6, "data.duration_ms".into(), "out_of_range".into()),
+            (7, "occurred_at".into(), "invalid_timestamp".into()),
         ]
     );
     app.wait_landed(&sid, 1).await;

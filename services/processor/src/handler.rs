@@ -265,10 +265,9 @@ impl BatchHandler for Processor {
         derived::update_summaries(&mut tx, &summaries).await?;
         derived::save_states(&mut tx, &saved).await?;
         let mut out: Vec<NewOutboxRecord> = notices.into_iter().flatten().collect();
-        out.extend(
-            dead.iter()
-                .map(|(m, code, reason)| self.dead_letter(m, code, reason)),
-        );
+        for (m, code, reason) in &dead {
+            out.push(self.dead_letter(m, code, reason)?);
+        }
         db::outbox::outbox_add(&mut tx, &out).await?;
         let mut next: HashMap<i32, i64> = HashMap::new();
         for m in batch {
@@ -334,12 +333,17 @@ impl Processor {
         Some(NewOutboxRecord {
             topic: self.topics.name(Topic::SessionEnded),
             key: sid.to_string(),
-            payload: record.encode(),
+            payload: record.encode().ok()?,
             headers: trace.map(trace_headers).unwrap_or_default(),
         })
     }
 
-    fn dead_letter(&self, m: &OwnedMessage, code: &'static str, reason: &str) -> NewOutboxRecord {
+    fn dead_letter(
+        &self,
+        m: &OwnedMessage,
+        code: &'static str,
+        reason: &str,
+    ) -> Result<NewOutboxRecord, achilles_core::wire::codec::EncodeError> {
         let trace = telemetry::kafka_context(m);
         tracing::warn!(
             consumer = NAME,
@@ -364,20 +368,20 @@ impl Processor {
             key: m.key(),
             payload: m.payload().unwrap_or_default(),
         };
-        NewOutboxRecord {
+        Ok(NewOutboxRecord {
             topic: self.topics.name(Topic::DeadLetter),
             key: m
                 .key()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .unwrap_or_default(),
-            payload: dl.encode(),
+            payload: dl.encode()?,
             headers: dl
                 .headers()
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .chain(trace.as_ref().map(trace_headers).unwrap_or_default())
                 .collect(),
-        }
+        })
     }
 }
 

@@ -66,7 +66,12 @@ impl World {
         let name = self.topics.name(Topic::Events);
         let payloads: Vec<(String, Vec<u8>)> = envs
             .iter()
-            .map(|e| (e.record.session_id().to_string(), encode_envelope(e)))
+            .map(|e| {
+                (
+                    e.record.session_id().to_string(),
+                    encode_envelope(e).unwrap(),
+                )
+            })
             .collect();
         let sends: Vec<_> = payloads
             .iter()

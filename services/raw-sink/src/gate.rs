@@ -17,7 +17,7 @@ use achilles_core::auth::KeyStore;
 use achilles_core::error::Classify;
 use achilles_core::metrics;
 use achilles_core::model::Limits;
-use achilles_core::publisher::Publisher;
+use achilles_core::publisher::{Encoded, Publisher};
 use achilles_core::telemetry;
 use achilles_core::wire::intake::decode_intake;
 use achilles_core::wire::{headers, Envelope};
@@ -58,18 +58,24 @@ impl BatchHandler for Gate {
                 });
                 continue;
             };
-            match decode_intake(m.payload().unwrap_or_default(), tenant, now, &self.limits) {
-                Ok(record) => {
-                    accepted.push(Envelope {
+            let decoded = decode_intake(m.payload().unwrap_or_default(), tenant, now, &self.limits)
+                .map_err(|e| (e.reason_code(), e.to_string()))
+                .and_then(|record| {
+                    let env = Envelope {
                         ingested_at: now,
                         record,
-                    });
+                    };
+                    Encoded::new(&env).map_err(|e| ("unencodable", e.to_string()))
+                });
+            match decoded {
+                Ok(encoded) => {
+                    accepted.push(encoded);
                     contexts.push(telemetry::kafka_context(m));
                 }
-                Err(e) => rejected.push(Rejected {
+                Err((reason_code, reason)) => rejected.push(Rejected {
                     message: m,
-                    reason_code: e.reason_code(),
-                    reason: e.to_string(),
+                    reason_code,
+                    reason,
                 }),
             }
         }

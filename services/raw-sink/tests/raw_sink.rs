@@ -147,6 +147,17 @@ fn session_envelopes(n: usize) -> (String, Vec<Envelope>) {
 async fn direct_intake_lands_valid_records_and_dead_letters_the_rest() {
     let t = spawn_sink(true).await;
     let sid = uuid::Uuid::now_v7().to_string();
+    // First, a number no encoder can hold: it once made the gate panic and
+    // crash-loop on this record, so nothing after it ever landed.
+    let huge = json!({"event": {"session_id": sid, "occurred_at": Utc::now().to_rfc3339(),
+        "kind": "command", "data": {"command": "sleep", "duration_ms": 9223372036854775808u64}}});
+    t.produce(
+        Topic::Intake,
+        &sid,
+        huge.to_string().as_bytes(),
+        Some(ACME_KEY),
+    )
+    .await;
     let good = json!({"event": {"session_id": sid, "occurred_at": Utc::now().to_rfc3339(),
         "kind": "test_run", "data": {"framework": "pytest", "passed": 3, "failed": 1}}});
     t.produce(
@@ -170,8 +181,8 @@ async fn direct_intake_lands_valid_records_and_dead_letters_the_rest() {
     t.produce(Topic::Intake, &sid, b"\x00garbage", Some(ACME_KEY))
         .await;
 
-    let dlq = t.dead_letters(3).await;
-    assert_eq!(dlq.len(), 3, "three records dead-lettered");
+    let dlq = t.dead_letters(4).await;
+    assert_eq!(dlq.len(), 4, "four records dead-lettered");
     let mut codes: Vec<&str> = dlq
         .iter()
         .map(|r| r.header(headers::DLQ_REASON_CODE).unwrap())
@@ -179,7 +190,12 @@ async fn direct_intake_lands_valid_records_and_dead_letters_the_rest() {
     codes.sort();
     assert_eq!(
         codes,
-        vec!["invalid_json", "missing_field", "unauthenticated"]
+        vec![
+            "invalid_json",
+            "missing_field",
+            "out_of_range",
+            "unauthenticated"
+        ]
     );
     let missing = dlq
         .iter()
@@ -227,7 +243,7 @@ async fn poison_on_the_events_topic_is_parked_and_processing_continues() {
     t.produce(Topic::Events, &sid, b"not avro at all", None)
         .await;
     for e in &envs {
-        t.produce(Topic::Events, &sid, &encode_envelope(e), None)
+        t.produce(Topic::Events, &sid, &encode_envelope(e).unwrap(), None)
             .await;
     }
     eventually(
@@ -256,7 +272,7 @@ async fn replaying_the_topic_creates_no_duplicates() {
     let (sid, envs) = session_envelopes(20);
     for _round in 0..3 {
         for e in &envs {
-            t.produce(Topic::Events, &sid, &encode_envelope(e), None)
+            t.produce(Topic::Events, &sid, &encode_envelope(e).unwrap(), None)
                 .await;
         }
     }
@@ -303,7 +319,7 @@ async fn sigkill_mid_stream_then_restart_leaves_exactly_one_row_per_event() {
     let (sid, envs) = session_envelopes(N as usize);
     // Produce everything first, then let the sink chew through it.
     let name = t.topics.name(Topic::Events);
-    let payloads: Vec<Vec<u8>> = envs.iter().map(encode_envelope).collect();
+    let payloads: Vec<Vec<u8>> = envs.iter().map(|e| encode_envelope(e).unwrap()).collect();
     let sends: Vec<_> = payloads
         .iter()
         .map(|p| {

@@ -87,11 +87,11 @@ fn hot_path(c: &mut Criterion) {
             record: Record::Event(event),
         };
         g.bench_function("avro_encode", |b| {
-            b.iter(|| encode_envelope(black_box(&env)))
+            b.iter(|| encode_envelope(black_box(&env)).expect("encodes"))
         });
 
         // Consumers decode and re-validate (hash recomputed and compared).
-        let encoded = encode_envelope(&env);
+        let encoded = encode_envelope(&env).expect("encodes");
         g.bench_function("avro_decode_validate", |b| {
             b.iter(|| decode_envelope(black_box(&encoded), &limits).expect("decodes"))
         });

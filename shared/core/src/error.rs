@@ -57,6 +57,7 @@ pub mod codes {
     pub const EMPTY: &str = "empty";
     pub const CONTAINS_NUL: &str = "contains_nul";
     pub const HASH_MISMATCH: &str = "hash_mismatch";
+    pub const OUT_OF_RANGE: &str = "out_of_range";
 
     pub const ALL: &[&str] = &[
         MISSING_FIELD,
@@ -71,6 +72,7 @@ pub mod codes {
         EMPTY,
         CONTAINS_NUL,
         HASH_MISMATCH,
+        OUT_OF_RANGE,
     ];
 }
 
@@ -130,6 +132,10 @@ impl Classify for ValidationErrors {
     }
 }
 
+/// The largest integer a count or duration may take: 2^53 - 1, exact in
+/// every JSON implementation and far inside Avro's and Postgres's `i64`.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
 /// Accumulates validation problems while a submission is parsed, so the
 /// producer hears about all of them at once.
 pub(crate) struct Checker {
@@ -170,6 +176,20 @@ impl Checker {
                 field,
                 codes::CONTAINS_NUL,
                 "must not contain NUL characters",
+            );
+        }
+    }
+
+    /// A count or duration: at most [`MAX_SAFE_INTEGER`], which every
+    /// consumer of our data represents exactly (JSON readers in JavaScript,
+    /// Avro `long`, Postgres `bigint`) and which leaves sums of a session's
+    /// values far from overflowing.
+    pub fn count(&mut self, field: &str, value: Option<u64>) {
+        if let Some(v) = value.filter(|v| *v > MAX_SAFE_INTEGER) {
+            self.push(
+                field,
+                codes::OUT_OF_RANGE,
+                format!("{v} is larger than the limit {MAX_SAFE_INTEGER} (2^53 - 1)"),
             );
         }
     }

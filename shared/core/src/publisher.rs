@@ -23,7 +23,23 @@ use crate::error::{Classify, Disposition};
 use crate::metrics;
 use crate::telemetry::{self, SpanContext};
 use crate::topics::{Topic, Topics};
-use crate::wire::{codec, headers, Envelope};
+use crate::wire::codec::{self, EncodeError};
+use crate::wire::{headers, Envelope};
+
+/// An envelope encoded for the events topic, ready to publish.
+pub struct Encoded {
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+impl Encoded {
+    pub fn new(env: &Envelope) -> Result<Self, EncodeError> {
+        Ok(Self {
+            key: env.record.session_id().to_string(),
+            payload: codec::encode_envelope(env)?,
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -35,6 +51,9 @@ pub enum PublishError {
     Unavailable(String),
     #[error("kafka error: {0}")]
     Kafka(String),
+    /// A record could not be encoded: a bug of ours, never retried.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
 }
 
 impl PublishError {
@@ -44,13 +63,17 @@ impl PublishError {
             Self::QueueFull => "queue_full",
             Self::Unavailable(_) => "broker_unavailable",
             Self::Kafka(_) => "kafka_error",
+            Self::Encode(_) => "unencodable",
         }
     }
 }
 
 impl Classify for PublishError {
     fn disposition(&self) -> Disposition {
-        Disposition::Retry
+        match self {
+            Self::Encode(_) => Disposition::DeadLetter,
+            _ => Disposition::Retry,
+        }
     }
     fn reason_code(&self) -> &'static str {
         self.cause()
@@ -101,35 +124,41 @@ impl Publisher {
         traceparent: Option<&str>,
     ) -> Result<(), PublishError> {
         let given = traceparent.and_then(telemetry::parse_traceparent);
-        self.send_all(envelopes, |_| given.as_ref()).await
+        // Encode everything first: a record that cannot be encoded fails
+        // the call before anything reaches the broker.
+        let encoded = envelopes
+            .iter()
+            .map(Encoded::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.send_all(&encoded, |_| given.as_ref()).await
     }
 
-    /// Like [`Self::publish`], with the trace context of each envelope's
-    /// source record (`contexts[i]` for `envelopes[i]`); where it is
-    /// `None` the current context is used. The intake gate forwards each
-    /// intake record's own context this way.
-    #[tracing::instrument(skip_all, fields(records = envelopes.len(), otel.kind = "producer"), err)]
+    /// Publishes records encoded beforehand (see [`Encoded`]), each with
+    /// the trace context of its source record (`contexts[i]` for
+    /// `records[i]`); where it is `None` the current context is used. The
+    /// intake gate forwards each intake record's own context this way, and
+    /// encodes first so that a record that cannot be encoded is
+    /// dead-lettered alone.
+    #[tracing::instrument(skip_all, fields(records = records.len(), otel.kind = "producer"), err)]
     pub async fn publish_each(
         &self,
-        envelopes: &[Envelope],
+        records: &[Encoded],
         contexts: &[Option<SpanContext>],
     ) -> Result<(), PublishError> {
-        self.send_all(envelopes, |i| contexts.get(i).and_then(Option::as_ref))
+        self.send_all(records, |i| contexts.get(i).and_then(Option::as_ref))
             .await
     }
 
     async fn send_all<'c>(
         &self,
-        envelopes: &[Envelope],
+        records: &[Encoded],
         context_of: impl Fn(usize) -> Option<&'c SpanContext>,
     ) -> Result<(), PublishError> {
         let started = Instant::now();
         let current = telemetry::header_values(&telemetry::current_context());
-        let mut pending = Vec::with_capacity(envelopes.len());
+        let mut pending = Vec::with_capacity(records.len());
         let mut first_error = None;
-        for (i, env) in envelopes.iter().enumerate() {
-            let key = env.record.session_id().to_string();
-            let payload = codec::encode_envelope(env);
+        for (i, rec) in records.iter().enumerate() {
             let mut hdrs = OwnedHeaders::new_with_capacity(3).insert(Header {
                 key: headers::CONTENT_TYPE,
                 value: Some(headers::ENVELOPE_CONTENT_TYPE),
@@ -142,8 +171,8 @@ impl Publisher {
                 });
             }
             let record = FutureRecord::to(&self.topic)
-                .key(&key)
-                .payload(&payload)
+                .key(&rec.key)
+                .payload(&rec.payload)
                 .headers(hdrs);
             // `send_result` enqueues without waiting: a full queue fails
             // here at once rather than blocking the request.

@@ -62,7 +62,7 @@ impl DeadLetterSink {
                 key: m.key(),
                 payload: m.payload().unwrap_or_default(),
             };
-            let value = dl.encode();
+            let value = dl.encode()?;
             let mut headers = OwnedHeaders::new();
             for (k, v) in dl.headers() {
                 headers = headers.insert(Header {

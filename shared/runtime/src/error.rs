@@ -16,6 +16,9 @@ pub enum HandlerError {
     /// retry later, like any transient failure.
     #[error("not ready: {0}")]
     NotReady(String),
+    /// A record of ours could not be encoded (a bug, not bad input).
+    #[error(transparent)]
+    Encode(#[from] achilles_core::wire::codec::EncodeError),
 }
 
 impl Classify for HandlerError {
@@ -30,6 +33,8 @@ impl Classify for HandlerError {
             {
                 Disposition::DeadLetter
             }
+            Self::Encode(_) => Disposition::DeadLetter,
+            Self::Publish(e) => e.disposition(),
             _ => Disposition::Retry,
         }
     }
@@ -43,6 +48,7 @@ impl Classify for HandlerError {
             Self::Publish(e) => e.reason_code(),
             Self::Kafka(_) => "kafka_error",
             Self::NotReady(_) => "not_ready",
+            Self::Encode(_) => "unencodable",
         }
     }
 }

@@ -85,7 +85,9 @@ fn record_pool(seed: u64) -> Result<Vec<(String, Vec<u8>)>, CliError> {
             ingested_at: now,
             record: Record::Event(event),
         };
-        pool.push((sid.to_string(), encode_envelope(&env)));
+        let bytes = encode_envelope(&env)
+            .map_err(|e| CliError::Other(format!("generated event does not encode: {e}")))?;
+        pool.push((sid.to_string(), bytes));
     }
     Ok(pool)
 }

@@ -173,6 +173,10 @@ pub enum Payload {
     UserMessage(UserMessage),
 }
 
+/// The most one LLM call may cost, in US dollars: far above any real call,
+/// and small enough that a session's sum stays finite and exact to the cent.
+pub const MAX_COST_USD: f64 = 1_000_000.0;
+
 const FILE_OPS: &[&str] = &["create", "modify", "delete", "rename"];
 
 impl Payload {
@@ -218,21 +222,74 @@ impl Payload {
         }
     }
 
-    /// The kind-specific fields alone, as stored in `events.data`.
+    /// The kind-specific fields alone, as stored in `events.data` and
+    /// hashed: the same object `serde_json` would make of the struct
+    /// (absent optionals omitted), built field by field so that no error
+    /// path exists at all on the way from a validated event to Kafka.
     pub fn data(&self) -> Value {
-        let v = match self {
-            Self::FileEdit(p) => serde_json::to_value(p),
-            Self::Command(p) => serde_json::to_value(p),
-            Self::TestRun(p) => serde_json::to_value(p),
-            Self::Error(p) => serde_json::to_value(p),
-            Self::LlmCall(p) => serde_json::to_value(p),
-            Self::ToolCall(p) => serde_json::to_value(p),
-            Self::AgentAction(p) => serde_json::to_value(p),
-            Self::UserMessage(p) => serde_json::to_value(p),
+        let s = |v: &str| Some(Value::from(v));
+        let os = |v: &Option<String>| v.as_deref().map(Value::from);
+        let status = |v: CallStatus| Some(Value::from(v.as_str()));
+        let fields: Vec<(&str, Option<Value>)> = match self {
+            Self::FileEdit(p) => vec![
+                ("path", s(&p.path)),
+                ("lines_added", Some(p.lines_added.into())),
+                ("lines_removed", Some(p.lines_removed.into())),
+                ("operation", os(&p.operation)),
+            ],
+            Self::Command(p) => vec![
+                ("command", s(&p.command)),
+                ("exit_code", p.exit_code.map(Value::from)),
+                ("duration_ms", p.duration_ms.map(Value::from)),
+                ("output", os(&p.output)),
+            ],
+            Self::TestRun(p) => vec![
+                ("framework", s(&p.framework)),
+                ("passed", Some(p.passed.into())),
+                ("failed", Some(p.failed.into())),
+                ("skipped", Some(p.skipped.into())),
+                ("duration_ms", p.duration_ms.map(Value::from)),
+                ("output", os(&p.output)),
+            ],
+            Self::Error(p) => vec![
+                ("message", s(&p.message)),
+                ("error_type", os(&p.error_type)),
+                ("stack_trace", os(&p.stack_trace)),
+                ("file", os(&p.file)),
+                ("line", p.line.map(Value::from)),
+            ],
+            Self::LlmCall(p) => vec![
+                ("provider", s(&p.provider)),
+                ("model", s(&p.model)),
+                ("input_tokens", Some(p.input_tokens.into())),
+                ("output_tokens", Some(p.output_tokens.into())),
+                // `From<f64>` gives null for NaN and infinities, exactly
+                // like serde_json; validation admits finite amounts only.
+                ("cost_usd", p.cost_usd.map(Value::from)),
+                ("latency_ms", p.latency_ms.map(Value::from)),
+                ("status", status(p.status)),
+                ("error", os(&p.error)),
+            ],
+            Self::ToolCall(p) => vec![
+                ("tool", s(&p.tool)),
+                ("status", status(p.status)),
+                ("duration_ms", p.duration_ms.map(Value::from)),
+                ("error", os(&p.error)),
+            ],
+            Self::AgentAction(p) => vec![
+                ("action", s(&p.action)),
+                ("status", p.status.and_then(status)),
+                ("duration_ms", p.duration_ms.map(Value::from)),
+                ("detail", os(&p.detail)),
+            ],
+            Self::UserMessage(p) => vec![("text", os(&p.text))],
         };
-        // Serialising plain structs of strings and numbers into a `Value`
-        // cannot fail (no maps with non-string keys, no custom serialisers).
-        v.expect("payload structs always serialise to JSON")
+        Value::Object(
+            fields
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?)))
+                .collect(),
+        )
     }
 
     /// Did this event record something going wrong? Used for error density,
@@ -274,10 +331,12 @@ impl Payload {
             }
             Self::Command(p) => {
                 c.text("data.command", &p.command, l.max_path_bytes);
+                c.count("data.duration_ms", p.duration_ms);
                 c.opt_text("data.output", p.output.as_deref(), l.max_stack_trace_bytes);
             }
             Self::TestRun(p) => {
                 c.text("data.framework", &p.framework, l.max_name_bytes);
+                c.count("data.duration_ms", p.duration_ms);
                 c.opt_text("data.output", p.output.as_deref(), l.max_stack_trace_bytes);
             }
             Self::Error(p) => {
@@ -292,24 +351,31 @@ impl Payload {
             }
             Self::LlmCall(p) => {
                 c.text("data.provider", &p.provider, l.max_name_bytes);
+                c.count("data.input_tokens", Some(p.input_tokens));
+                c.count("data.output_tokens", Some(p.output_tokens));
+                c.count("data.latency_ms", p.latency_ms);
                 c.text("data.model", &p.model, l.max_name_bytes);
                 c.opt_text("data.error", p.error.as_deref(), l.max_message_bytes);
                 if let Some(cost) = p.cost_usd {
-                    if !cost.is_finite() || cost < 0.0 {
+                    if !cost.is_finite() || !(0.0..=MAX_COST_USD).contains(&cost) {
                         c.push(
                             "data.cost_usd",
                             codes::INVALID_VALUE,
-                            format!("{cost} is not a finite, non-negative amount"),
+                            format!(
+                                "{cost} is not an amount between 0 and {MAX_COST_USD} US dollars"
+                            ),
                         );
                     }
                 }
             }
             Self::ToolCall(p) => {
                 c.text("data.tool", &p.tool, l.max_name_bytes);
+                c.count("data.duration_ms", p.duration_ms);
                 c.opt_text("data.error", p.error.as_deref(), l.max_message_bytes);
             }
             Self::AgentAction(p) => {
                 c.text("data.action", &p.action, l.max_name_bytes);
+                c.count("data.duration_ms", p.duration_ms);
                 c.opt_text("data.detail", p.detail.as_deref(), l.max_message_bytes);
             }
             Self::UserMessage(p) => {
@@ -323,6 +389,91 @@ impl Payload {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `data()` builds the object by hand; it must equal what serde makes
+    /// of the struct, since both the hash and `events.data` depend on it.
+    #[test]
+    fn data_matches_serde_for_every_kind() {
+        let full = [
+            (
+                EventKind::FileEdit,
+                json!({"path": "a.rs", "lines_added": 3, "lines_removed": 1, "operation": "modify"}),
+            ),
+            (EventKind::FileEdit, json!({"path": "a.rs"})),
+            (
+                EventKind::Command,
+                json!({"command": "ls", "exit_code": -1, "duration_ms": 9007199254740991u64, "output": "x"}),
+            ),
+            (EventKind::Command, json!({"command": "ls"})),
+            (
+                EventKind::TestRun,
+                json!({"framework": "pytest", "passed": 1, "failed": 2, "skipped": 3, "duration_ms": 4, "output": "o"}),
+            ),
+            (
+                EventKind::Error,
+                json!({"message": "m", "error_type": "E", "stack_trace": "s", "file": "f", "line": 7}),
+            ),
+            (
+                EventKind::LlmCall,
+                json!({"provider": "p", "model": "m", "input_tokens": 1, "output_tokens": 2, "cost_usd": 0.125, "latency_ms": 3, "status": "timeout", "error": "e"}),
+            ),
+            (
+                EventKind::LlmCall,
+                json!({"provider": "p", "model": "m", "status": "ok"}),
+            ),
+            (
+                EventKind::ToolCall,
+                json!({"tool": "t", "status": "cancelled", "duration_ms": 1, "error": "e"}),
+            ),
+            (
+                EventKind::AgentAction,
+                json!({"action": "a", "status": "error", "duration_ms": 1, "detail": "d"}),
+            ),
+            (EventKind::AgentAction, json!({"action": "a"})),
+            (EventKind::UserMessage, json!({"text": "hi"})),
+        ];
+        for (kind, data) in full {
+            let p = Payload::parse(kind, data).unwrap();
+            let via_serde = match &p {
+                Payload::FileEdit(x) => serde_json::to_value(x),
+                Payload::Command(x) => serde_json::to_value(x),
+                Payload::TestRun(x) => serde_json::to_value(x),
+                Payload::Error(x) => serde_json::to_value(x),
+                Payload::LlmCall(x) => serde_json::to_value(x),
+                Payload::ToolCall(x) => serde_json::to_value(x),
+                Payload::AgentAction(x) => serde_json::to_value(x),
+                Payload::UserMessage(x) => serde_json::to_value(x),
+            }
+            .unwrap();
+            assert_eq!(p.data(), via_serde, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn numbers_beyond_the_safe_range_are_refused_by_name() {
+        let l = Limits::default();
+        let p = Payload::parse(
+            EventKind::Command,
+            json!({"command": "sleep", "duration_ms": 9223372036854775808u64}),
+        )
+        .unwrap();
+        let mut c = Checker::new();
+        p.check(&mut c, &l);
+        let errs = c.into_errors();
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].field, "data.duration_ms");
+        assert_eq!(errs[0].code, codes::OUT_OF_RANGE);
+        let p = Payload::parse(
+            EventKind::LlmCall,
+            json!({"provider": "p", "model": "m", "status": "ok", "cost_usd": 1e308,
+                   "input_tokens": 18446744073709551615u64}),
+        )
+        .unwrap();
+        let mut c = Checker::new();
+        p.check(&mut c, &l);
+        let fields: Vec<_> = c.into_errors().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, vec!["data.input_tokens", "data.cost_usd"]);
+    }
 
     #[test]
     fn unknown_field_is_named() {

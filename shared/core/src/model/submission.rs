@@ -7,7 +7,7 @@
 //! records written straight to the intake topic, and canonical records read
 //! back from Kafka: there is no second validator anywhere.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -330,6 +330,17 @@ fn optional_time(
         return Some(truncate_to_micros(ctx.now));
     };
     let t = match DateTime::parse_from_rfc3339(raw) {
+        // chrono represents second :60 as nanoseconds >= 1e9, which no
+        // encoder downstream keeps: it would roll over to the next second
+        // and change the event's hash after it was acknowledged.
+        Ok(t) if t.nanosecond() >= 1_000_000_000 => {
+            c.push(
+                field,
+                codes::INVALID_TIMESTAMP,
+                format!("{raw:?} is a leap second (:60), which is not supported; use :59.999999"),
+            );
+            return None;
+        }
         Ok(t) => truncate_to_micros(t.with_timezone(&Utc)),
         Err(e) => {
             c.push(

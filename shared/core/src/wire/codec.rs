@@ -58,9 +58,17 @@ impl Classify for DecodeError {
     }
 }
 
+/// Why a record could not be encoded. Validation admits only values every
+/// schema field can hold, so this is a bug in our code, never the
+/// producer's: the API answers 500 for it and consumers dead-letter the
+/// record, but nothing panics.
+#[derive(Debug, Error)]
+#[error("cannot encode record: {0}")]
+pub struct EncodeError(pub String);
+
 /// Encodes an envelope in Avro single-object encoding.
-pub fn encode_envelope(env: &Envelope) -> Vec<u8> {
-    let rec = to_rec(env);
+pub fn encode_envelope(env: &Envelope) -> Result<Vec<u8>, EncodeError> {
+    let rec = to_rec(env)?;
     encode_avro(&rec, &ENVELOPE.schema, &ENVELOPE.fingerprint)
 }
 
@@ -68,18 +76,16 @@ pub(crate) fn encode_avro<T: serde::Serialize>(
     rec: &T,
     schema: &apache_avro::Schema,
     fingerprint: &[u8; 8],
-) -> Vec<u8> {
+) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(fingerprint);
     // Serialise straight into bytes, guided by the schema. Going through
     // `to_value` + `resolve` + `to_avro_datum` builds and re-validates a
     // value tree and cost ~75 µs per event, the API's largest CPU cost.
-    // Our records mirror the schema field for field (the round-trip tests
-    // cover every kind), so this cannot fail at run time.
     apache_avro::write_avro_datum_ref(schema, rec, &mut out)
-        .expect("record type matches its Avro schema");
-    out
+        .map_err(|e| EncodeError(e.to_string()))?;
+    Ok(out)
 }
 
 /// Our single-object header (magic + fingerprint), for the reader below.
@@ -252,8 +258,9 @@ fn event_from_rec(session_id: &str, e: EventRec, ctx: Context<'_>) -> Result<Eve
 }
 
 fn to_json<T: serde::Serialize>(branch: T) -> Value {
-    // Plain structs of strings and numbers always serialise.
-    let mut v = serde_json::to_value(branch).expect("branch record serialises to JSON");
+    // Plain structs of strings and numbers: serde_json has no error for
+    // them (a non-finite float would become null and fail validation).
+    let mut v = serde_json::to_value(branch).unwrap_or(Value::Null);
     // Absent optionals must look absent, as they do in HTTP bodies, so the
     // hash sees the same document either way.
     if let Value::Object(m) = &mut v {
@@ -273,7 +280,7 @@ fn rfc3339(us: i64) -> Result<String, DecodeError> {
 }
 
 /// The transport shape of a domain envelope.
-pub(crate) fn to_rec(env: &Envelope) -> EnvelopeRec {
+pub(crate) fn to_rec(env: &Envelope) -> Result<EnvelopeRec, EncodeError> {
     let r = &env.record;
     let mut rec = EnvelopeRec {
         tenant: r.tenant().to_string(),
@@ -299,12 +306,12 @@ pub(crate) fn to_rec(env: &Envelope) -> EnvelopeRec {
                 status: s.status.as_str().to_owned(),
             })
         }
-        Record::Event(e) => rec.event = Some(event_to_rec(e)),
+        Record::Event(e) => rec.event = Some(event_to_rec(e)?),
     }
-    rec
+    Ok(rec)
 }
 
-fn event_to_rec(e: &Event) -> EventRec {
+fn event_to_rec(e: &Event) -> Result<EventRec, EncodeError> {
     let mut rec = EventRec {
         id: e.id.to_string(),
         event_hash: e.hash.to_hex(),
@@ -323,24 +330,26 @@ fn event_to_rec(e: &Event) -> EventRec {
         user_message: None,
     };
     let data = e.payload.data();
-    // The branch records use the payload's field names and wider integer
-    // types, so every valid payload converts; the round-trip test covers
-    // each kind.
-    fn conv<T: serde::de::DeserializeOwned>(data: Value) -> Option<T> {
+    // The branch records use the payload's field names and `long` where
+    // the payload has unsigned integers; validation keeps those below
+    // 2^53, so every valid payload converts.
+    fn conv<T: serde::de::DeserializeOwned>(data: Value) -> Result<Option<T>, EncodeError> {
         // Omitted optional fields become `None` (serde's rule for `Option`).
-        Some(serde_json::from_value(data).expect("payload converts to its Avro branch"))
+        serde_json::from_value(data)
+            .map(Some)
+            .map_err(|e| EncodeError(format!("event data does not fit its Avro branch: {e}")))
     }
     match e.kind() {
-        EventKind::FileEdit => rec.file_edit = conv(data),
-        EventKind::Command => rec.command = conv(data),
-        EventKind::TestRun => rec.test_run = conv(data),
-        EventKind::Error => rec.error = conv(data),
-        EventKind::LlmCall => rec.llm_call = conv(data),
-        EventKind::ToolCall => rec.tool_call = conv(data),
-        EventKind::AgentAction => rec.agent_action = conv(data),
-        EventKind::UserMessage => rec.user_message = conv(data),
+        EventKind::FileEdit => rec.file_edit = conv(data)?,
+        EventKind::Command => rec.command = conv(data)?,
+        EventKind::TestRun => rec.test_run = conv(data)?,
+        EventKind::Error => rec.error = conv(data)?,
+        EventKind::LlmCall => rec.llm_call = conv(data)?,
+        EventKind::ToolCall => rec.tool_call = conv(data)?,
+        EventKind::AgentAction => rec.agent_action = conv(data)?,
+        EventKind::UserMessage => rec.user_message = conv(data)?,
     }
-    rec
+    Ok(rec)
 }
 
 /// Builds the key for a record: the session id, so one session's records

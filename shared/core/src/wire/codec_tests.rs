@@ -77,7 +77,7 @@ fn every_kind_round_trips() {
             ingested_at: now(),
             record: Record::Event(ev),
         };
-        let bytes = encode_envelope(&env);
+        let bytes = encode_envelope(&env).unwrap();
         assert_eq!(&bytes[..2], &MAGIC);
         let back = decode_envelope(&bytes, &Limits::default()).unwrap();
         assert_eq!(back, env);
@@ -109,7 +109,7 @@ fn session_records_round_trip() {
             record,
         };
         assert_eq!(
-            decode_envelope(&encode_envelope(&env), &limits).unwrap(),
+            decode_envelope(&encode_envelope(&env).unwrap(), &limits).unwrap(),
             env
         );
     }
@@ -122,7 +122,7 @@ fn tampered_content_is_caught_by_the_hash() {
         ingested_at: now(),
         record: Record::Event(ev),
     };
-    let mut rec = to_rec(&env);
+    let mut rec = to_rec(&env).unwrap();
     rec.event
         .as_mut()
         .unwrap()
@@ -130,7 +130,7 @@ fn tampered_content_is_caught_by_the_hash() {
         .as_mut()
         .unwrap()
         .lines_added = 999;
-    let bytes = encode_avro(&rec, &ENVELOPE.schema, &ENVELOPE.fingerprint);
+    let bytes = encode_avro(&rec, &ENVELOPE.schema, &ENVELOPE.fingerprint).unwrap();
     let err = decode_envelope(&bytes, &Limits::default()).unwrap_err();
     assert_eq!(err.reason_code(), "hash_mismatch");
 }
@@ -142,9 +142,9 @@ fn wrong_branch_and_invalid_content_are_rejected() {
         ingested_at: now(),
         record: Record::Event(ev),
     };
-    let mut rec = to_rec(&env);
+    let mut rec = to_rec(&env).unwrap();
     rec.event.as_mut().unwrap().kind = "command".into();
-    let bytes = encode_avro(&rec, &ENVELOPE.schema, &ENVELOPE.fingerprint);
+    let bytes = encode_avro(&rec, &ENVELOPE.schema, &ENVELOPE.fingerprint).unwrap();
     assert_eq!(
         decode_envelope(&bytes, &Limits::default())
             .unwrap_err()
@@ -152,9 +152,9 @@ fn wrong_branch_and_invalid_content_are_rejected() {
         "invalid_envelope"
     );
 
-    let mut rec = to_rec(&env);
+    let mut rec = to_rec(&env).unwrap();
     rec.tenant = "Not A Tenant".into();
-    let bytes = encode_avro(&rec, &ENVELOPE.schema, &ENVELOPE.fingerprint);
+    let bytes = encode_avro(&rec, &ENVELOPE.schema, &ENVELOPE.fingerprint).unwrap();
     assert_eq!(
         decode_envelope(&bytes, &Limits::default())
             .unwrap_err()
@@ -162,7 +162,7 @@ fn wrong_branch_and_invalid_content_are_rejected() {
         "invalid_id"
     );
 
-    let bytes = encode_envelope(&env);
+    let bytes = encode_envelope(&env).unwrap();
     assert_eq!(
         decode_envelope(&bytes[..bytes.len() / 2], &Limits::default())
             .unwrap_err()

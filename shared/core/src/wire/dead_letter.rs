@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::codec::EncodeError;
 use super::headers;
 use super::records::DeadLetterRec;
 use super::schemas::DEAD_LETTER;
@@ -22,7 +23,7 @@ pub struct DeadLetter<'a> {
 
 impl DeadLetter<'_> {
     /// The Avro value (single-object encoded) of the dead-letter record.
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let rec = DeadLetterRec {
             source_topic: self.source_topic.to_owned(),
             source_partition: self.source_partition,
@@ -89,7 +90,7 @@ mod tests {
             key: Some(b"k"),
             payload: b"{\"event\":{}}",
         };
-        let rec = decode_dead_letter(&dl.encode()).unwrap();
+        let rec = decode_dead_letter(&dl.encode().unwrap()).unwrap();
         assert_eq!(rec.source_offset, 42);
         assert_eq!(rec.payload, b"{\"event\":{}}");
         assert_eq!(rec.key.as_deref(), Some(&b"k"[..]));

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::codec::{encode_avro, DecodeError};
+use super::codec::{encode_avro, DecodeError, EncodeError};
 use crate::model::{SessionId, TenantId};
 
 const INSIGHT_V1: &str = include_str!("../../../../schemas/insight.v1.avsc");
@@ -104,7 +104,7 @@ pub struct InsightRecord {
 }
 
 impl InsightRecord {
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let rec = InsightRec {
             id: self.id.to_string(),
             tenant: self.tenant.to_string(),
@@ -186,11 +186,11 @@ mod tests {
             resolved_at: None,
             decided_at: now,
         };
-        assert_eq!(InsightRecord::decode(&r.encode()).unwrap(), r);
+        assert_eq!(InsightRecord::decode(&r.encode().unwrap()).unwrap(), r);
         r.transition = Transition::Resolved;
         r.status = "resolved".into();
         r.resolved_at = Some(now);
-        assert_eq!(InsightRecord::decode(&r.encode()).unwrap(), r);
+        assert_eq!(InsightRecord::decode(&r.encode().unwrap()).unwrap(), r);
         assert!(InsightRecord::decode(b"garbage").is_err());
     }
 }

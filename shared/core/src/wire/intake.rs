@@ -142,7 +142,7 @@ mod tests {
             ingested_at: now,
             record: Record::SessionEnd(sub.validate(ctx).unwrap()),
         };
-        let bytes = encode_envelope(&env);
+        let bytes = encode_envelope(&env).unwrap();
         let rec = decode_intake(&bytes, &tenant(), now, &Limits::default()).unwrap();
         assert_eq!(rec.tenant(), &tenant(), "the credential's tenant wins");
     }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{encode_avro, DecodeError};
+use super::codec::{encode_avro, DecodeError, EncodeError};
 use super::schemas::SESSION_ENDED;
 use crate::model::{SessionId, SessionStatus, TenantId};
 
@@ -33,7 +33,7 @@ pub struct SessionEnded {
 }
 
 impl SessionEnded {
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         let rec = SessionEndedRec {
             tenant: self.tenant.to_string(),
             session_id: self.session_id.to_string(),
@@ -89,7 +89,7 @@ mod tests {
             event_count: 12,
             error_count: 3,
         };
-        assert_eq!(SessionEnded::decode(&r.encode()).unwrap(), r);
+        assert_eq!(SessionEnded::decode(&r.encode().unwrap()).unwrap(), r);
         assert!(SessionEnded::decode(b"garbage").is_err());
     }
 }
