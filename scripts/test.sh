@@ -2,7 +2,7 @@
 # scripts/test.sh: what `make test` (and so CI) runs. Extra arguments go to the
 # test runner: scripts/test.sh -E 'test(ingest)'   (nextest filter syntax)
 #
-# 1. CI=true only: cargo fmt --all -- --check
+# 1. CI=true only: cargo fmt --all -- --check; always: cargo clippy (warnings are errors)
 # 2. the deployment checks, all offline:
 #      scripts/validate-compose.sh          docker-compose.kafka.yml (Docker Compose's loader)
 #      scripts/check-rules.sh               promtool check config/rules + test rules (alert unit tests)
@@ -26,6 +26,8 @@ if [[ ${CI:-} == true ]]; then
   info "cargo fmt --all -- --check"
   cargo fmt --all -- --check
 fi
+info "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 "$ROOT/scripts/validate-compose.sh"
 "$ROOT/scripts/check-rules.sh"
