@@ -60,8 +60,9 @@ pub struct Decision {
     pub resolved_at: Option<i64>,
 }
 
-/// The stored form of a session's light-mode state (`agent_sessions.state`).
+/// The stored form of a session's light-mode state (`consumer_state.state`).
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 struct Stored {
     tenant: String,
     events: i64,
@@ -96,26 +97,42 @@ impl Graph {
         Self::new(registry(c))
     }
 
-    pub fn load(&self, stored: Option<&Value>) -> Session {
-        let s: Stored = stored
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
+    /// A new session's state.
+    pub fn fresh(&self) -> Session {
+        Session {
+            tenant: String::new(),
+            events: 0,
+            max_t: None,
+            ended: false,
+            open: Vec::new(),
+            states: self.nodes.iter().map(|n| n.fresh()).collect(),
+        }
+    }
+
+    /// A session's state from its stored JSON; unreadable is an error,
+    /// never a silently empty state.
+    pub fn load(&self, stored: &str) -> Result<Session, String> {
+        let s: Stored = serde_json::from_str(stored).map_err(|e| e.to_string())?;
+        self.restore(s)
+    }
+
+    fn restore(&self, s: Stored) -> Result<Session, String> {
         let states = self
             .nodes
             .iter()
             .map(|n| n.load(s.checks.get(n.insight_type())))
-            .collect();
-        Session {
+            .collect::<Result<_, _>>()?;
+        Ok(Session {
             tenant: s.tenant,
             events: s.events,
             max_t: s.max_t,
             ended: s.ended,
             open: s.open,
             states,
-        }
+        })
     }
 
-    pub fn save(&self, s: &Session) -> Value {
+    pub fn save(&self, s: &Session) -> String {
         let stored = Stored {
             tenant: s.tenant.clone(),
             events: s.events,
@@ -129,8 +146,9 @@ impl Graph {
                 .map(|(n, st)| (n.insight_type().to_owned(), n.save(st)))
                 .collect(),
         };
-        // Strings, numbers and JSON values only: serialisation cannot fail.
-        serde_json::to_value(stored).unwrap_or(Value::Null)
+        // Strings, numbers and JSON values only: serde_json has no error for
+        // them.
+        serde_json::to_string(&stored).unwrap_or_default()
     }
 
     /// Folds one event into the session and returns what changed.

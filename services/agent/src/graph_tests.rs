@@ -23,7 +23,7 @@ fn raised(ds: &[Decision]) -> Vec<(&str, &str)> {
 #[test]
 fn a_storm_raises_one_insight_then_updates_it_then_resolves_it() {
     let g = graph();
-    let mut s = g.load(None);
+    let mut s = g.fresh();
     let mut all = Vec::new();
     for i in 0..40 {
         all.extend(g.step(&mut s, &error(i, None, &format!("boom {i}"))));
@@ -90,19 +90,22 @@ fn escalation_is_its_own_change() {
 #[test]
 fn state_survives_save_and_load() {
     let g = graph();
-    let mut s = g.load(None);
+    let mut s = g.fresh();
     s.tenant = "acme".into();
     for i in 0..2 {
         g.step(&mut s, &command(i, "cargo test", 101));
     }
-    let mut restored = g.load(Some(&g.save(&s)));
+    let mut restored = g.load(&g.save(&s)).unwrap();
     assert_eq!((restored.events, restored.max_t), (2, Some(SEC)));
     // The third failure is recognised only if the first two were kept.
     let d = g.step(&mut restored, &command(2, "cargo test", 101));
     assert_eq!(raised(&d), vec![("command_loop", "cargo test")]);
-    // Unreadable state starts afresh instead of failing.
-    let fresh = g.load(Some(&serde_json::json!({"checks": 5})));
-    assert_eq!(fresh.events, 0);
+    // Unreadable state is an error, never a silently empty state.
+    assert!(g.load(r#"{"checks": 5}"#).is_err());
+    assert!(g
+        .load(r#"{"tenant": "acme", "events": 3, "checks": {"command_loop": 5}}"#)
+        .is_err());
+    assert!(g.load("{}").is_ok(), "missing slots start afresh");
 }
 
 #[test]

@@ -14,6 +14,7 @@
 //! `agent.llm_endpoint` is set. Formulas and thresholds: docs/agent.md.
 
 pub mod checks;
+pub mod db;
 pub mod deep;
 pub mod graph;
 pub mod light;
@@ -26,19 +27,22 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use achilles_core::config::Settings;
 use achilles_core::topics::{Topic, Topics};
-use achilles_core::{db, kafka};
-use achilles_runtime::{ops, ConsumerCtx, ConsumerLoop, DeadLetterSink, LoopSettings, Shutdown};
+use achilles_core::{db as core_db, kafka};
+use achilles_runtime::settings::subscribed_consumer;
+use achilles_runtime::{
+    ops, ConsumerLoop, DeadLetterSink, ExactlyOnce, LoopSettings, Shutdown, StepSettings,
+};
 
 pub struct AgentService {
     pub deep: ConsumerLoop<deep::DeepHandler>,
-    pub light: ConsumerLoop<light::LightHandler>,
+    pub light: ExactlyOnce<light::LightHandler>,
     producer: rdkafka::producer::FutureProducer,
+    dead_letter_topic: String,
     wake: Arc<Notify>,
     ops_listener: TcpListener,
     ops_addr: SocketAddr,
@@ -70,62 +74,63 @@ impl AgentService {
         if s.kafka.create_topics {
             kafka::ensure_topics(&s.kafka, &topics).await?;
         }
-        let pool = db::connect_lazy(&s.database)?;
+        let pool = core_db::connect_lazy(&s.database)?;
         let a = &s.agent;
-        let mut kafka_settings = s.kafka.clone();
-        kafka_settings
-            .extra
-            .entry("statistics.interval.ms".into())
-            .or_insert_with(|| "5000".into());
         let producer = kafka::producer(&s.kafka)?;
-        let loop_settings = || LoopSettings {
-            max_records: a.batch_max_records,
-            linger: Duration::from_millis(a.batch_linger_ms),
-            retry_backoff: Duration::from_millis(a.retry_backoff_ms),
-            shutdown_deadline: Duration::from_millis(a.shutdown_deadline_ms),
-        };
+        let dead_letter_topic = topics.name(Topic::DeadLetter);
 
-        let deep_consumer = kafka::consumer(
-            &kafka_settings,
+        let deep_consumer = subscribed_consumer(
+            &s.kafka,
+            &s.consumer,
             &a.group_id,
-            ConsumerCtx { name: deep::NAME },
+            deep::NAME,
+            &[&topics.name(Topic::SessionEnded)],
         )?;
-        deep_consumer.subscribe(&[&topics.name(Topic::SessionEnded)])?;
+        let deep_dead_letters =
+            DeadLetterSink::new(producer.clone(), &topics, deep::NAME, a.group_id.clone());
         let deep = deep::DeepHandler {
             pool: pool.clone(),
-            dead_letters: DeadLetterSink::new(
-                producer.clone(),
-                &topics,
-                deep::NAME,
-                a.group_id.clone(),
-            ),
+            dead_letters: deep_dead_letters.clone(),
             max_wait: Duration::from_millis(a.deep_max_wait_ms),
             top_n: a.report_top_n,
             narrator: narrative::Narrator::from_settings(a),
             first_seen: Mutex::new(HashMap::new()),
         };
 
-        let light_consumer = kafka::consumer(
-            &kafka_settings,
+        let events = topics.name(Topic::Events);
+        let light_consumer = subscribed_consumer(
+            &s.kafka,
+            &s.consumer,
             &a.light_group_id,
-            ConsumerCtx { name: light::NAME },
+            light::NAME,
+            &[&events],
         )?;
-        light_consumer.subscribe(&[&topics.name(Topic::Events)])?;
         let wake = Arc::new(Notify::new());
         let light = light::LightHandler {
-            pool: pool.clone(),
             graph: graph::Graph::from_settings(&a.checks),
-            limits: s.validation.clone(),
-            group: a.light_group_id.clone(),
-            topics: topics.clone(),
-            outbox_wake: wake.clone(),
+            topics,
         };
 
         let (ops_listener, ops_addr) = ops::bind(&a.metrics_listen).await?;
         Ok(Self {
-            deep: ConsumerLoop::new(deep::NAME, deep_consumer, deep, loop_settings()),
-            light: ConsumerLoop::new(light::NAME, light_consumer, light, loop_settings()),
+            deep: ConsumerLoop::new(
+                deep_consumer,
+                deep,
+                deep_dead_letters,
+                LoopSettings::from_settings(&s.consumer),
+            ),
+            light: ExactlyOnce::new(
+                light,
+                light_consumer,
+                pool.clone(),
+                a.light_group_id.clone(),
+                events,
+                dead_letter_topic.clone(),
+                StepSettings::from_settings(&s.consumer),
+                wake.clone(),
+            ),
             producer,
+            dead_letter_topic,
             wake,
             ops_listener,
             ops_addr,
@@ -147,10 +152,11 @@ impl AgentService {
         let (_, _, _, _, ops) = tokio::join!(
             driver,
             self.deep.run(stop.wait()),
-            self.light.run(stop.wait()),
+            self.light.run_until(stop.wait()),
             achilles_runtime::outbox::run(
                 self.pool.clone(),
                 self.producer,
+                self.dead_letter_topic,
                 self.wake,
                 stop.receiver()
             ),

@@ -167,7 +167,7 @@ impl Stack {
 
     /// Waits until light mode applied `n` events of the session.
     async fn wait_applied(&self, sid: &str, n: i64) {
-        let sql = format!("SELECT coalesce((SELECT event_count FROM agent_sessions WHERE session_id = '{sid}'), 0)");
+        let sql = format!("SELECT coalesce((SELECT applied FROM consumer_state WHERE consumer = 'agent' AND session_id = '{sid}'), 0)");
         eventually(WAIT, &format!("light mode applied {n} events"), || async {
             (self.db.count(&sql).await >= n).then_some(())
         })

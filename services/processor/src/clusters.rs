@@ -11,11 +11,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use sqlx::{Postgres, Transaction};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::db::clusters::{self, TemplateDelta};
 use achilles_cluster::{Clusterer, Config};
-use achilles_core::db::clusters::{self, TemplateDelta};
 
 /// Template id → (cluster id, cluster pattern), for a tenant's whole set of
 /// (template id, sample message) pairs.
@@ -37,15 +37,12 @@ pub fn merge(templates: &[(String, String)]) -> HashMap<String, (String, String)
 
 /// Records a batch's occurrences and keeps clusters up to date. Returns the
 /// number of templates seen for the first time.
-pub async fn record(
-    tx: &mut Transaction<'_, Postgres>,
-    deltas: &[TemplateDelta],
-) -> Result<u64, sqlx::Error> {
+pub async fn record(conn: &mut PgConnection, deltas: &[TemplateDelta]) -> Result<u64, sqlx::Error> {
     if deltas.is_empty() {
         return Ok(0);
     }
     let tenants: BTreeSet<&str> = deltas.iter().map(|d| d.tenant.as_str()).collect();
-    clusters::lock_tenants(tx, &tenants.iter().copied().collect::<Vec<_>>()).await?;
+    clusters::lock_tenants(conn, &tenants.iter().copied().collect::<Vec<_>>()).await?;
     // Per tenant: how many templates are new, and their lengths.
     let mut fresh_per_tenant: HashMap<&str, (u64, Vec<i32>)> = HashMap::new();
     for tenant in &tenants {
@@ -54,7 +51,7 @@ pub async fn record(
             .filter(|d| d.tenant == *tenant)
             .map(|d| d.template_id.as_str())
             .collect();
-        let known = clusters::known_templates(tx, tenant, &ids).await?;
+        let known = clusters::known_templates(conn, tenant, &ids).await?;
         let fresh: BTreeSet<&str> = ids.into_iter().filter(|id| !known.contains(*id)).collect();
         let lengths: BTreeSet<i32> = deltas
             .iter()
@@ -63,7 +60,7 @@ pub async fn record(
             .collect();
         fresh_per_tenant.insert(*tenant, (fresh.len() as u64, lengths.into_iter().collect()));
     }
-    clusters::add_template_occurrences(tx, deltas).await?;
+    clusters::add_template_occurrences(conn, deltas).await?;
 
     for tenant in &tenants {
         let touched: Vec<&str> = deltas
@@ -73,14 +70,14 @@ pub async fn record(
             .collect();
         // Clusters whose template set changed are rebuilt whole; the others
         // only gained occurrences of this batch's sessions.
-        let mut grown: BTreeSet<String> = clusters::clusters_of(tx, tenant, &touched)
+        let mut grown: BTreeSet<String> = clusters::clusters_of(conn, tenant, &touched)
             .await?
             .into_values()
             .collect();
         let mut remapped: BTreeSet<String> = BTreeSet::new();
         let (fresh, lengths) = &fresh_per_tenant[tenant];
         if *fresh > 0 {
-            let all = clusters::templates_of_lengths(tx, tenant, lengths).await?;
+            let all = clusters::templates_of_lengths(conn, tenant, lengths).await?;
             let pairs: Vec<(String, String)> = all
                 .iter()
                 .map(|(id, sample, _)| (id.clone(), sample.clone()))
@@ -97,7 +94,7 @@ pub async fn record(
                     changes.push((id.clone(), new.clone(), pattern.clone()));
                 }
             }
-            clusters::remap_templates(tx, tenant, &changes).await?;
+            clusters::remap_templates(conn, tenant, &changes).await?;
             // A template that kept its cluster id may still have a new
             // pattern (its cluster grew); refresh those too.
             let patterns: Vec<(String, String, String)> = all
@@ -109,7 +106,7 @@ pub async fn record(
                         .map(|(c, p)| (id.clone(), c.clone(), p.clone()))
                 })
                 .collect();
-            clusters::remap_templates(tx, tenant, &patterns).await?;
+            clusters::remap_templates(conn, tenant, &patterns).await?;
             grown.extend(patterns.into_iter().map(|p| p.1));
         }
         let sessions: Vec<Uuid> = deltas
@@ -121,8 +118,8 @@ pub async fn record(
             .collect();
         let grown: Vec<String> = grown.difference(&remapped).cloned().collect();
         let remapped: Vec<String> = remapped.into_iter().collect();
-        clusters::materialize_clusters(tx, tenant, &remapped).await?;
-        clusters::refresh_clusters(tx, tenant, &grown, &sessions).await?;
+        clusters::materialize_clusters(conn, tenant, &remapped).await?;
+        clusters::refresh_clusters(conn, tenant, &grown, &sessions).await?;
     }
     Ok(fresh_per_tenant.values().map(|(n, _)| n).sum())
 }

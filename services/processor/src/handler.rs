@@ -1,51 +1,42 @@
-//! One batch of the events topic, applied exactly once.
+//! The stream processor as a [`Stage`] of the runtime's exactly-once step.
 //!
-//! Everything a batch changes commits in one Postgres transaction: the
-//! derived rows, the per-session state, the outbox records (session-ended
-//! notices and dead letters) *and* the consumer's position. The position is
-//! locked at the start of the transaction, so records at or after it are
-//! applied and anything before it is skipped: a replay after a crash, or a
-//! second instance briefly holding the same partition during a rebalance,
-//! changes nothing. Event hashes are marked as seen in the same transaction,
-//! so an event published twice is applied once.
+//! `apply` folds each record into the session's [`SessionState`] (pure
+//! engine code, see [`crate::engine`]) and collects what it produced:
+//! correlations, fixes, template occurrences, session ends. `write` turns
+//! that into rows in the batch's transaction, with the session summaries
+//! and the session-ended notices (through the outbox). Positions, state
+//! checkpoints, duplicates and dead letters are the runtime's.
 //!
-//! Outbox records keep the trace context of the record that caused them: a
-//! dead letter its source record's, a session-ended notice the session
-//! end's, so the monitoring agent's report joins the session end's trace.
+//! Outbox records keep the trace context of the record that caused them:
+//! a session-ended notice the session end's, so the monitoring agent's
+//! report joins the session end's trace.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use rdkafka::message::{Message, OwnedMessage};
-use sqlx::PgPool;
-use tokio::sync::Notify;
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use achilles_core::db::clusters::TemplateDelta;
-use achilles_core::db::{self, derived, offsets, outbox::NewOutboxRecord};
-use achilles_core::error::Classify;
+use achilles_core::db::outbox::NewOutboxRecord;
 use achilles_core::metrics;
-use achilles_core::model::{Limits, SessionId, SessionStatus, TenantId};
+use achilles_core::model::{SessionId, SessionStatus, TenantId};
 use achilles_core::telemetry::{self, SpanContext};
 use achilles_core::topics::{Topic, Topics};
-use achilles_core::wire::dead_letter::DeadLetter;
+use achilles_core::wire::codec::EncodeError;
 use achilles_core::wire::session_ended::SessionEnded;
-use achilles_core::wire::{decode_envelope, Envelope, Record};
-use achilles_runtime::{BatchHandler, HandlerError};
+use achilles_core::wire::Record;
+use achilles_runtime::exactly_once::{from_json, to_json};
+use achilles_runtime::{Input, Refused, Session, Stage, StepError, WriteCtx};
 
+use crate::db::clusters::TemplateDelta;
+use crate::db::derived::{self, CorrelationRow, FixRow, SummaryRow};
 use crate::engine::{EngineConfig, Lateness, SessionState, Summary};
 
 pub const NAME: &str = "processor";
 
 pub struct Processor {
-    pub pool: PgPool,
     pub engine: EngineConfig,
-    pub limits: Limits,
-    pub group: String,
     pub topics: Topics,
-    pub outbox_wake: Arc<Notify>,
 }
 
 fn ts(us: i64) -> DateTime<Utc> {
@@ -55,339 +46,228 @@ fn ts(us: i64) -> DateTime<Utc> {
 /// Occurrence aggregate key: (tenant, template id, session).
 type TemplateKey = (String, String, Uuid);
 
-impl BatchHandler for Processor {
-    async fn handle(&self, batch: &[OwnedMessage]) -> Result<(), HandlerError> {
-        let started = Instant::now();
-        let mut tx = self.pool.begin().await?;
+/// What a batch produced.
+#[derive(Default)]
+pub struct Batch {
+    touched: Vec<Uuid>,
+    correlations: Vec<CorrelationRow>,
+    fixes: Vec<FixRow>,
+    templates: HashMap<TemplateKey, TemplateDelta>,
+    /// Sessions whose end changed, with the end record's trace and status.
+    ended: Vec<(Uuid, Option<SpanContext>, &'static str)>,
+    late: u64,
+    too_late: u64,
+    new_templates: u64,
+}
 
-        // 1. Our position, locked: skip what an earlier commit applied.
-        let topic = self.topics.name(Topic::Events);
-        let partitions: Vec<i32> = batch
-            .iter()
-            .map(Message::partition)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let positions = offsets::lock_offsets(&mut tx, &self.group, &topic, &partitions).await?;
-        let fresh: Vec<&OwnedMessage> = batch
-            .iter()
-            .filter(|m| m.offset() >= positions.get(&m.partition()).copied().unwrap_or(0))
-            .collect();
+impl Stage for Processor {
+    type State = SessionState;
+    type Batch = Batch;
+    const NAME: &'static str = NAME;
+    const FRESHNESS: &'static str = "derived";
 
-        // 2. Decode; undecodable records become dead letters.
-        let mut dead: Vec<(&OwnedMessage, &'static str, String)> = Vec::new();
-        let mut records: Vec<(&OwnedMessage, Envelope)> = Vec::with_capacity(fresh.len());
-        for m in fresh {
-            metrics::CONSUMED.with_label_values(&[NAME, "events"]).inc();
-            match decode_envelope(m.payload().unwrap_or_default(), &self.limits) {
-                Ok(env) => records.push((m, env)),
-                Err(e) => dead.push((m, e.reason_code(), e.to_string())),
-            }
-        }
+    fn new_state(&self) -> SessionState {
+        SessionState::default()
+    }
 
-        // 3. Session rows exist (placeholders if the raw sink is behind) and
-        //    belong to the record's tenant.
-        let mut placeholders: HashMap<Uuid, (&str, DateTime<Utc>)> = HashMap::new();
-        for (_, env) in &records {
-            let at = match &env.record {
-                Record::SessionStart(s) => s.started_at,
-                Record::Event(e) => e.occurred_at,
-                Record::SessionEnd(e) => e.ended_at,
-            };
-            placeholders
-                .entry(env.record.session_id().as_uuid())
-                .or_insert((env.record.tenant().as_str(), at));
-        }
-        let rows: Vec<_> = placeholders
-            .iter()
-            .map(|(id, (t, at))| (*id, *t, *at))
-            .collect();
-        db::ensure_placeholders(&mut tx, &rows).await?;
-        let ids: Vec<Uuid> = placeholders.keys().copied().collect();
-        let owners = db::session_owners(&mut tx, &ids).await?;
-        records.retain(|(m, env)| {
-            let sid = env.record.session_id().as_uuid();
-            let ok = owners.get(&sid).map(String::as_str) == Some(env.record.tenant().as_str());
-            if !ok {
-                dead.push((
-                    m,
-                    "session_tenant_mismatch",
-                    format!("session {sid} belongs to another tenant"),
-                ));
-            }
-            ok
-        });
+    fn save_state(&self, state: &SessionState) -> Result<String, EncodeError> {
+        to_json(state)
+    }
 
-        // 4. Events applied before (same hash) are skipped.
-        let hashes: Vec<(String, Uuid)> = records
-            .iter()
-            .filter_map(|(_, env)| match &env.record {
-                Record::Event(e) => Some((e.hash.to_hex(), e.session_id.as_uuid())),
-                _ => None,
-            })
-            .collect();
-        let mut unseen = derived::mark_seen(&mut tx, &hashes).await?;
+    fn load_state(&self, text: &str) -> Result<SessionState, String> {
+        from_json(text)
+    }
 
-        // 5. Apply, session by session state, in partition order.
-        let stored = derived::load_states(&mut tx, &ids).await?;
-        let mut states: BTreeMap<Uuid, SessionState> = BTreeMap::new();
-        for id in &ids {
-            let st = stored
-                .get(id)
-                .and_then(|v| serde_json::from_value(v.clone()).ok())
-                .unwrap_or_default();
-            states.insert(*id, st);
-        }
-        let mut touched: HashSet<Uuid> = HashSet::new();
-        let mut newly_ended: Vec<Uuid> = Vec::new();
-        let mut end_traces: HashMap<Uuid, SpanContext> = HashMap::new();
-        let mut correlations = Vec::new();
-        let mut fixes = Vec::new();
-        let mut templates: HashMap<TemplateKey, TemplateDelta> = HashMap::new();
-        let mut freshness = Vec::new();
-        for (m, env) in &records {
-            let sid = env.record.session_id().as_uuid();
-            // Every session id in `records` was loaded into `states` above.
-            let Some(st) = states.get_mut(&sid) else {
-                continue;
-            };
-            match &env.record {
-                Record::SessionStart(s) => st.apply_start(s),
-                Record::SessionEnd(e) => {
-                    let before = (st.ended_at, st.end_status.clone());
-                    st.apply_end(e);
-                    if before != (st.ended_at, st.end_status.clone()) {
-                        newly_ended.push(sid);
-                        if let Some(sc) = telemetry::kafka_context(*m) {
-                            end_traces.insert(sid, sc);
-                        }
-                    }
-                }
-                Record::Event(e) => {
-                    // Removing makes a second copy in this same batch a
-                    // duplicate too.
-                    if !unseen.remove(&e.hash.to_hex()) {
-                        continue;
-                    }
-                    let fx = st.apply_event(e, &self.engine);
-                    match fx.lateness {
-                        Lateness::OnTime => {}
-                        Lateness::Late => {
-                            metrics::LATE_EVENTS.with_label_values(&["accepted"]).inc()
-                        }
-                        Lateness::TooLate => {
-                            metrics::LATE_EVENTS.with_label_values(&["too_late"]).inc()
-                        }
-                    }
-                    for c in fx.correlations {
-                        metrics::CORRELATIONS
-                            .with_label_values(&[c.match_kind.as_str()])
-                            .inc();
-                        correlations.push(derived::CorrelationRow {
-                            tenant: e.tenant.to_string(),
-                            session_id: sid,
-                            cause: c.cause,
-                            effect: c.effect,
-                            match_kind: c.match_kind.as_str(),
-                            file_path: c.file_path,
-                            gap_ms: c.gap_ms,
-                            confidence: c.confidence,
-                            cause_at: ts(c.cause_at),
-                            effect_at: ts(c.effect_at),
-                            fixed_by: None,
-                            fixed_at: None,
-                        });
-                    }
-                    fixes.extend(
-                        fx.fixes
-                            .into_iter()
-                            .map(|f| (f.cause, f.effect, f.fixed_by, ts(f.fixed_at))),
-                    );
-                    if let Some(o) = fx.occurrence {
-                        let template = achilles_cluster::template_of(&o.message);
-                        let tid = template.id().to_string();
-                        let at = ts(o.t);
-                        let key = (e.tenant.to_string(), tid.clone(), sid);
-                        let d = templates.entry(key).or_insert_with(|| TemplateDelta {
-                            tenant: e.tenant.to_string(),
-                            template_id: tid,
-                            template: template.text().to_owned(),
-                            session_id: sid,
-                            count: 0,
-                            first_seen: at,
-                            last_seen: at,
-                            sample: o.message.clone(),
-                        });
-                        d.count += 1;
-                        d.first_seen = d.first_seen.min(at);
-                        d.last_seen = d.last_seen.max(at);
-                    }
-                    freshness.push(env.ingested_at);
+    fn apply(
+        &self,
+        session: &mut Session<SessionState>,
+        input: Input,
+        out: &mut Batch,
+    ) -> Result<(), Refused> {
+        let sid = session.id;
+        let st = &mut session.state;
+        match input.record {
+            Record::SessionStart(s) => st.apply_start(&s),
+            Record::SessionEnd(e) => {
+                let before = (st.ended_at, st.end_status.clone());
+                st.apply_end(&e);
+                if before != (st.ended_at, st.end_status.clone()) {
+                    out.ended.retain(|(id, _, _)| *id != sid);
+                    out.ended.push((sid, input.trace, e.status.as_str()));
                 }
             }
-            touched.insert(sid);
-        }
-
-        // 6. Write everything, then the position, in this one transaction.
-        let deltas: Vec<_> = templates.into_values().collect();
-        let occurrences: i64 = deltas.iter().map(|d| d.count).sum();
-        let new_templates = crate::clusters::record(&mut tx, &deltas).await?;
-        let fixes = derived::fold_fixes(&mut correlations, fixes);
-        derived::insert_correlations(&mut tx, &correlations).await?;
-        derived::apply_fixes(&mut tx, &fixes).await?;
-        let mut summaries = Vec::new();
-        let mut saved = Vec::new();
-        let mut notices = Vec::new();
-        for sid in &touched {
-            let st = &states[sid];
-            let s = Summary::compute(&st.counters, st.started_at, st.ended_at);
-            summaries.push(derived::SummaryRow {
-                session_id: *sid,
-                event_count: s.event_count,
-                error_count: s.error_count,
-                error_density: s.error_density,
-                agent_activity_score: s.agent_activity_score,
-                duration_ms: s.duration_ms,
-                input_tokens: s.input_tokens,
-                output_tokens: s.output_tokens,
-                cost_usd: s.cost_usd,
-                first_event_at: s.first_t.map(ts),
-                last_event_at: s.last_t.map(ts),
-                summary_final: st.is_ended(),
-            });
-            if newly_ended.contains(sid) {
-                notices.push(self.session_ended(*sid, st, &s, end_traces.get(sid)));
-            }
-            // Serialising plain structs of numbers and strings cannot fail.
-            let value = serde_json::to_value(st).expect("session state serialises");
-            saved.push((*sid, st.tenant.as_str(), value));
-        }
-        derived::update_summaries(&mut tx, &summaries).await?;
-        derived::save_states(&mut tx, &saved).await?;
-        let mut out: Vec<NewOutboxRecord> = notices.into_iter().flatten().collect();
-        for (m, code, reason) in &dead {
-            out.push(self.dead_letter(m, code, reason)?);
-        }
-        db::outbox::outbox_add(&mut tx, &out).await?;
-        let mut next: HashMap<i32, i64> = HashMap::new();
-        for m in batch {
-            let e = next.entry(m.partition()).or_insert(0);
-            *e = (*e).max(m.offset() + 1);
-        }
-        let next: Vec<(i32, i64)> = next.into_iter().collect();
-        offsets::save_offsets(&mut tx, &self.group, &topic, &next).await?;
-        tx.commit().await?;
-
-        let now = Utc::now();
-        metrics::DB_WRITE
-            .with_label_values(&[NAME])
-            .observe(started.elapsed().as_secs_f64());
-        metrics::CLUSTERS_CREATED
-            .with_label_values(&[NAME])
-            .inc_by(new_templates);
-        metrics::CLUSTER_OCCURRENCES
-            .with_label_values(&[NAME])
-            .inc_by(occurrences as u64);
-        for (code, n) in dead.iter().fold(HashMap::<&str, u64>::new(), |mut m, d| {
-            *m.entry(d.1).or_default() += 1;
-            m
-        }) {
-            metrics::DEAD_LETTERED
-                .with_label_values(&[NAME, code])
-                .inc_by(n);
-        }
-        for sid in &newly_ended {
-            if let Some(status) = &states[sid].end_status {
-                metrics::SESSIONS_ENDED.with_label_values(&[status]).inc();
+            Record::Event(e) => {
+                let fx = st.apply_event(&e, &self.engine);
+                match fx.lateness {
+                    Lateness::OnTime => {}
+                    Lateness::Late => out.late += 1,
+                    Lateness::TooLate => out.too_late += 1,
+                }
+                let tenant = e.tenant.to_string();
+                out.correlations
+                    .extend(fx.correlations.into_iter().map(|c| CorrelationRow {
+                        tenant: tenant.clone(),
+                        session_id: sid,
+                        cause: c.cause,
+                        effect: c.effect,
+                        match_kind: c.match_kind.as_str(),
+                        file_path: c.file_path,
+                        gap_ms: c.gap_ms,
+                        confidence: c.confidence,
+                        cause_at: ts(c.cause_at),
+                        effect_at: ts(c.effect_at),
+                        fixed_by: None,
+                        fixed_at: None,
+                    }));
+                out.fixes.extend(
+                    fx.fixes
+                        .into_iter()
+                        .map(|f| (f.cause, f.effect, f.fixed_by, ts(f.fixed_at))),
+                );
+                if let Some(o) = fx.occurrence {
+                    add_occurrence(out, tenant, sid, &o.message, ts(o.t));
+                }
             }
         }
-        for t in freshness {
-            metrics::FRESHNESS
-                .with_label_values(&["derived"])
-                .observe((now - t).to_std().unwrap_or_default().as_secs_f64());
-        }
-        if !out.is_empty() {
-            self.outbox_wake.notify_one();
+        if out.touched.last() != Some(&sid) {
+            out.touched.push(sid);
         }
         Ok(())
+    }
+
+    /// Every touched session's summary columns are updated.
+    fn locks(&self, out: &Batch) -> Vec<Uuid> {
+        out.touched.clone()
+    }
+
+    async fn write<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        out: &'a mut Batch,
+        _: &'a WriteCtx<'a>,
+        touched: &'a [&'a Session<SessionState>],
+    ) -> Result<Vec<NewOutboxRecord>, StepError> {
+        let deltas: Vec<TemplateDelta> = out.templates.values().cloned().collect();
+        out.new_templates = crate::clusters::record(conn, &deltas).await?;
+        let fixes = derived::fold_fixes(&mut out.correlations, std::mem::take(&mut out.fixes));
+        derived::insert_correlations(conn, &out.correlations).await?;
+        derived::apply_fixes(conn, &fixes).await?;
+        let mut summaries = Vec::with_capacity(touched.len());
+        let mut notices = Vec::new();
+        for s in touched {
+            let st = &s.state;
+            let sum = Summary::compute(&st.counters, st.started_at, st.ended_at);
+            summaries.push(summary_row(s.id, &sum, st.is_ended()));
+            if let Some((_, trace, _)) = out.ended.iter().find(|(id, _, _)| *id == s.id) {
+                notices.extend(self.session_ended(s, &sum, trace.as_ref())?);
+            }
+        }
+        derived::update_summaries(conn, &summaries).await?;
+        Ok(notices)
+    }
+
+    fn committed(&self, out: Batch) {
+        for c in &out.correlations {
+            metrics::CORRELATIONS
+                .with_label_values(&[c.match_kind])
+                .inc();
+        }
+        metrics::LATE_EVENTS
+            .with_label_values(&["accepted"])
+            .inc_by(out.late);
+        metrics::LATE_EVENTS
+            .with_label_values(&["too_late"])
+            .inc_by(out.too_late);
+        metrics::CLUSTERS_CREATED
+            .with_label_values(&[NAME])
+            .inc_by(out.new_templates);
+        metrics::CLUSTER_OCCURRENCES
+            .with_label_values(&[NAME])
+            .inc_by(out.templates.values().map(|d| d.count as u64).sum());
+        for (_, _, status) in &out.ended {
+            metrics::SESSIONS_ENDED.with_label_values(&[status]).inc();
+        }
+    }
+
+    fn finished(state: &SessionState) -> bool {
+        state.is_ended()
+    }
+}
+
+fn add_occurrence(out: &mut Batch, tenant: String, sid: Uuid, message: &str, at: DateTime<Utc>) {
+    let template = achilles_cluster::template_of(message);
+    let tid = template.id().to_string();
+    let d = out
+        .templates
+        .entry((tenant.clone(), tid.clone(), sid))
+        .or_insert_with(|| TemplateDelta {
+            tenant,
+            template_id: tid,
+            template: template.text().to_owned(),
+            session_id: sid,
+            count: 0,
+            first_seen: at,
+            last_seen: at,
+            sample: message.to_owned(),
+        });
+    d.count += 1;
+    d.first_seen = d.first_seen.min(at);
+    d.last_seen = d.last_seen.max(at);
+}
+
+fn summary_row(id: Uuid, s: &Summary, fin: bool) -> SummaryRow {
+    SummaryRow {
+        session_id: id,
+        event_count: s.event_count,
+        error_count: s.error_count,
+        error_density: s.error_density,
+        agent_activity_score: s.agent_activity_score,
+        duration_ms: s.duration_ms,
+        input_tokens: s.input_tokens,
+        output_tokens: s.output_tokens,
+        cost_usd: s.cost_usd,
+        first_event_at: s.first_t.map(ts),
+        last_event_at: s.last_t.map(ts),
+        summary_final: fin,
     }
 }
 
 impl Processor {
     fn session_ended(
         &self,
-        sid: Uuid,
-        st: &SessionState,
-        s: &Summary,
+        s: &Session<SessionState>,
+        sum: &Summary,
         trace: Option<&SpanContext>,
-    ) -> Option<NewOutboxRecord> {
+    ) -> Result<Option<NewOutboxRecord>, StepError> {
+        let st = &s.state;
+        let (Some(status), Some(ended_at)) = (
+            st.end_status.as_deref().and_then(SessionStatus::parse),
+            st.ended_at,
+        ) else {
+            return Ok(None);
+        };
         let record = SessionEnded {
-            tenant: TenantId::parse(&st.tenant).ok()?,
-            session_id: SessionId::from_uuid(sid),
-            status: st.end_status.as_deref().and_then(SessionStatus::parse)?,
-            ended_at: ts(st.ended_at?),
+            tenant: TenantId::clone(&s.tenant),
+            session_id: SessionId::from_uuid(s.id),
+            status,
+            ended_at: ts(ended_at),
             processed_at: Utc::now(),
-            event_count: s.event_count,
-            error_count: s.error_count,
+            event_count: sum.event_count,
+            error_count: sum.error_count,
         };
-        Some(NewOutboxRecord {
+        let headers = trace
+            .map(|sc| {
+                telemetry::header_values(sc)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(NewOutboxRecord {
             topic: self.topics.name(Topic::SessionEnded),
-            key: sid.to_string(),
-            payload: record.encode().ok()?,
-            headers: trace.map(trace_headers).unwrap_or_default(),
-        })
+            key: s.id.to_string(),
+            payload: record.encode()?,
+            headers,
+        }))
     }
-
-    fn dead_letter(
-        &self,
-        m: &OwnedMessage,
-        code: &'static str,
-        reason: &str,
-    ) -> Result<NewOutboxRecord, achilles_core::wire::codec::EncodeError> {
-        let trace = telemetry::kafka_context(m);
-        tracing::warn!(
-            consumer = NAME,
-            reason_code = code,
-            reason,
-            session_id = telemetry::record_session_id(m),
-            trace_id = trace
-                .as_ref()
-                .map(|sc| telemetry::trace_id_hex(sc.trace_id())),
-            partition = m.partition(),
-            offset = m.offset(),
-            "dead-lettering record"
-        );
-        let dl = DeadLetter {
-            source_topic: m.topic(),
-            source_partition: m.partition(),
-            source_offset: m.offset(),
-            consumer_group: &self.group,
-            reason_code: code,
-            reason: reason.to_owned(),
-            failed_at: Utc::now(),
-            key: m.key(),
-            payload: m.payload().unwrap_or_default(),
-        };
-        Ok(NewOutboxRecord {
-            topic: self.topics.name(Topic::DeadLetter),
-            key: m
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_default(),
-            payload: dl.encode()?,
-            headers: dl
-                .headers()
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .chain(trace.as_ref().map(trace_headers).unwrap_or_default())
-                .collect(),
-        })
-    }
-}
-
-fn trace_headers(sc: &SpanContext) -> Vec<(String, String)> {
-    telemetry::header_values(sc)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
 }

@@ -3,34 +3,34 @@
 //!
 //! A consumer group over the events topic (keyed by session, so a session's
 //! records stay on one partition and in order). Instances scale out by
-//! splitting partitions; a session's state lives in Postgres
-//! (`processor_sessions`), so whichever instance owns its partition can
-//! continue it after a rebalance or a crash. See [`handler`] for the
-//! exactly-once argument and [`engine`] for the rules.
+//! splitting partitions; a session's state is checkpointed in Postgres
+//! (`consumer_state`) with every batch, so whichever instance owns its
+//! partition can continue it after a rebalance or a crash. The processor is
+//! a [`achilles_runtime::Stage`] ([`handler`]); the exactly-once argument
+//! is the runtime's. [`engine`] holds the rules, [`db`] the SQL.
 
 pub mod clusters;
+pub mod db;
 pub mod engine;
 pub mod handler;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use achilles_core::config::Settings;
 use achilles_core::topics::{Topic, Topics};
-use achilles_core::{db, kafka};
-use achilles_runtime::{ops, ConsumerCtx, ConsumerLoop, LoopSettings, Shutdown};
-
-pub use achilles_runtime::StepReport;
+use achilles_core::{db as core_db, kafka};
+use achilles_runtime::settings::subscribed_consumer;
+use achilles_runtime::{ops, ExactlyOnce, Shutdown, StepSettings};
 
 pub struct ProcessorService {
-    pub consumer_loop: ConsumerLoop<handler::Processor>,
+    pub consumer_loop: ExactlyOnce<handler::Processor>,
     producer: rdkafka::producer::FutureProducer,
+    dead_letter_topic: String,
     wake: Arc<Notify>,
     ops_listener: TcpListener,
     ops_addr: SocketAddr,
@@ -54,40 +54,36 @@ impl ProcessorService {
         if s.kafka.create_topics {
             kafka::ensure_topics(&s.kafka, &topics).await?;
         }
-        let pool = db::connect_lazy(&s.database)?;
+        let pool = core_db::connect_lazy(&s.database)?;
         let p = &s.processor;
-        let mut kafka_settings = s.kafka.clone();
-        kafka_settings
-            .extra
-            .entry("statistics.interval.ms".into())
-            .or_insert_with(|| "5000".into());
-        let consumer = kafka::consumer(
-            &kafka_settings,
+        let events = topics.name(Topic::Events);
+        let consumer = subscribed_consumer(
+            &s.kafka,
+            &s.consumer,
             &p.group_id,
-            ConsumerCtx {
-                name: handler::NAME,
-            },
+            handler::NAME,
+            &[&events],
         )?;
-        consumer.subscribe(&[&topics.name(Topic::Events)])?;
         let wake = Arc::new(Notify::new());
-        let handler = handler::Processor {
-            pool: pool.clone(),
+        let dead_letter_topic = topics.name(Topic::DeadLetter);
+        let stage = handler::Processor {
             engine: engine::EngineConfig::from_settings(p),
-            limits: s.validation.clone(),
-            group: p.group_id.clone(),
-            topics: topics.clone(),
-            outbox_wake: wake.clone(),
-        };
-        let settings = LoopSettings {
-            max_records: p.batch_max_records,
-            linger: Duration::from_millis(p.batch_linger_ms),
-            retry_backoff: Duration::from_millis(p.retry_backoff_ms),
-            shutdown_deadline: Duration::from_millis(p.shutdown_deadline_ms),
+            topics,
         };
         let (ops_listener, ops_addr) = ops::bind(&p.metrics_listen).await?;
         Ok(Self {
-            consumer_loop: ConsumerLoop::new(handler::NAME, consumer, handler, settings),
+            consumer_loop: ExactlyOnce::new(
+                stage,
+                consumer,
+                pool.clone(),
+                p.group_id.clone(),
+                events,
+                dead_letter_topic.clone(),
+                StepSettings::from_settings(&s.consumer),
+                wake.clone(),
+            ),
             producer: kafka::producer(&s.kafka)?,
+            dead_letter_topic,
             wake,
             ops_listener,
             ops_addr,
@@ -108,10 +104,11 @@ impl ProcessorService {
         let (stop, driver) = Shutdown::new(shutdown);
         let (_, _, _, ops) = tokio::join!(
             driver,
-            self.consumer_loop.run(stop.wait()),
+            self.consumer_loop.run_until(stop.wait()),
             achilles_runtime::outbox::run(
                 self.pool.clone(),
                 self.producer,
+                self.dead_letter_topic,
                 self.wake,
                 stop.receiver()
             ),

@@ -35,7 +35,7 @@ async fn world() -> World {
     let mut s = settings(&db, &shared_brokers(), &unique_prefix());
     s.processor.group_id = format!("{}processor", s.kafka.topic_prefix);
     s.processor.metrics_listen = "127.0.0.1:0".into();
-    s.processor.batch_max_records = 200;
+    s.consumer.batch_max_records = 200;
     let topics = Topics::new(s.kafka.topic_prefix.clone());
     achilles_core::kafka::ensure_topics(&s.kafka, &topics)
         .await
@@ -339,7 +339,7 @@ fn spawn_binary(s: &Settings) -> KillOnDrop {
         &[
             ("ACHILLES_PROCESSOR__GROUP_ID", &s.processor.group_id),
             ("ACHILLES_PROCESSOR__METRICS_LISTEN", "127.0.0.1:0"),
-            ("ACHILLES_PROCESSOR__BATCH_MAX_RECORDS", "50"),
+            ("ACHILLES_CONSUMER__BATCH_MAX_RECORDS", "50"),
         ],
     )
 }
@@ -375,11 +375,11 @@ async fn sigkill_mid_stream_gives_the_same_rows_as_an_uninterrupted_run() {
     eventually(
         Duration::from_secs(60),
         "some progress before the kill",
-        || async { (crashed.count("SELECT count(*) FROM processor_seen").await > 0).then_some(()) },
+        || async { (crashed.count("SELECT coalesce(sum(applied), 0)::bigint FROM consumer_state WHERE consumer = 'processor'").await > 0).then_some(()) },
     )
     .await;
     child.kill(); // SIGKILL
-    let seen = crashed.count("SELECT count(*) FROM processor_seen").await;
+    let seen = crashed.count("SELECT coalesce(sum(applied), 0)::bigint FROM consumer_state WHERE consumer = 'processor'").await;
     assert!(
         seen < 3000,
         "killed mid-stream ({seen} of 3000 events applied)"
@@ -406,7 +406,7 @@ async fn losing_one_of_two_instances_moves_its_work_without_loss_or_duplicates()
     eventually(
         Duration::from_secs(60),
         "both instances make progress",
-        || async { (w.count("SELECT count(*) FROM processor_seen").await > 200).then_some(()) },
+        || async { (w.count("SELECT coalesce(sum(applied), 0)::bigint FROM consumer_state WHERE consumer = 'processor'").await > 200).then_some(()) },
     )
     .await;
     a.kill(); // SIGKILL one instance

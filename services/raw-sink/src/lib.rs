@@ -7,32 +7,41 @@
 //!   producers write, authenticates and validates each record, and
 //!   republishes it to the events topic (or dead-letters it).
 //!
-//! Both are [`achilles_runtime::ConsumerLoop`]s: at-least-once, offsets
-//! committed after effects are durable, graceful shutdown with a deadline.
+//! Landing is a stage of the runtime's exactly-once step
+//! ([`achilles_runtime::ExactlyOnce`]): its positions commit with the rows.
+//! The gate is an at-least-once [`achilles_runtime::ConsumerLoop`]: what it
+//! republishes twice after a crash is deduplicated downstream by the hash.
 
+pub mod db;
 pub mod gate;
 pub mod landing;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
 
-use rdkafka::consumer::Consumer;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 
 use achilles_core::auth::KeyStore;
 use achilles_core::config::Settings;
 use achilles_core::publisher::Publisher;
 use achilles_core::topics::{Topic, Topics};
-use achilles_core::{db, kafka};
+use achilles_core::{db as core_db, kafka};
 
-use achilles_runtime::{ops, ConsumerCtx, ConsumerLoop, DeadLetterSink, LoopSettings, Shutdown};
+use achilles_runtime::settings::subscribed_consumer;
+use achilles_runtime::{
+    ops, ConsumerLoop, DeadLetterSink, ExactlyOnce, LoopSettings, Shutdown, StepSettings,
+};
 
 pub use achilles_runtime::StepReport;
 
 pub struct RawSink {
-    pub landing: ConsumerLoop<landing::Lander>,
+    pub landing: ExactlyOnce<landing::Landing>,
     pub gate: ConsumerLoop<gate::Gate>,
+    producer: rdkafka::producer::FutureProducer,
+    dead_letter_topic: String,
+    wake: Arc<Notify>,
     ops_listener: TcpListener,
     ops_addr: SocketAddr,
     pool: sqlx::PgPool,
@@ -58,61 +67,62 @@ impl RawSink {
         if s.kafka.create_topics {
             kafka::ensure_topics(&s.kafka, &topics).await?;
         }
-        let pool = db::connect_lazy(&s.database)?;
+        let pool = core_db::connect_lazy(&s.database)?;
         let producer = kafka::producer(&s.kafka)?;
-        let loop_settings = || LoopSettings {
-            max_records: s.sink.batch_max_records,
-            linger: Duration::from_millis(s.sink.batch_linger_ms),
-            retry_backoff: Duration::from_millis(s.sink.retry_backoff_ms),
-            shutdown_deadline: Duration::from_millis(s.sink.shutdown_deadline_ms),
-        };
-        let mut kafka_settings = s.kafka.clone();
-        kafka_settings
-            .extra
-            .entry("statistics.interval.ms".into())
-            .or_insert_with(|| "5000".into());
+        let events = topics.name(Topic::Events);
+        let dead_letter_topic = topics.name(Topic::DeadLetter);
+        let wake = Arc::new(Notify::new());
 
-        let landing_consumer = kafka::consumer(
-            &kafka_settings,
+        let landing_consumer = subscribed_consumer(
+            &s.kafka,
+            &s.consumer,
             &s.sink.group_id,
-            ConsumerCtx {
-                name: landing::NAME,
-            },
+            landing::NAME,
+            &[&events],
         )?;
-        landing_consumer.subscribe(&[&topics.name(Topic::Events)])?;
-        let lander = landing::Lander {
-            pool: pool.clone(),
-            dead_letters: DeadLetterSink::new(
-                producer.clone(),
-                &topics,
-                landing::NAME,
-                s.sink.group_id.clone(),
-            ),
-            limits: s.validation.clone(),
-        };
+        let landing = ExactlyOnce::new(
+            landing::Landing,
+            landing_consumer,
+            pool.clone(),
+            s.sink.group_id.clone(),
+            events,
+            dead_letter_topic.clone(),
+            StepSettings::from_settings(&s.consumer),
+            wake.clone(),
+        );
 
-        let gate_consumer = kafka::consumer(
-            &kafka_settings,
+        let gate_consumer = subscribed_consumer(
+            &s.kafka,
+            &s.consumer,
             &s.sink.gate_group_id,
-            ConsumerCtx { name: gate::NAME },
+            gate::NAME,
+            &[&topics.name(Topic::Intake)],
         )?;
-        gate_consumer.subscribe(&[&topics.name(Topic::Intake)])?;
         let gate = gate::Gate {
             keys: KeyStore::from_settings(&s.auth)?,
             publisher: Publisher::new(producer.clone(), &topics),
             dead_letters: DeadLetterSink::new(
-                producer,
+                producer.clone(),
                 &topics,
                 gate::NAME,
                 s.sink.gate_group_id.clone(),
             ),
             limits: s.validation.clone(),
         };
+        let gate_dead_letters = gate.dead_letters.clone();
 
         let (ops_listener, ops_addr) = ops::bind(&s.sink.metrics_listen).await?;
         Ok(Self {
-            landing: ConsumerLoop::new(landing::NAME, landing_consumer, lander, loop_settings()),
-            gate: ConsumerLoop::new(gate::NAME, gate_consumer, gate, loop_settings()),
+            landing,
+            gate: ConsumerLoop::new(
+                gate_consumer,
+                gate,
+                gate_dead_letters,
+                LoopSettings::from_settings(&s.consumer),
+            ),
+            producer,
+            dead_letter_topic,
+            wake,
             ops_listener,
             ops_addr,
             pool,
@@ -123,16 +133,24 @@ impl RawSink {
         self.ops_addr
     }
 
-    /// Runs both loops and the ops server until `shutdown` resolves.
+    /// Runs both loops, the outbox publisher (landing's dead letters) and
+    /// the ops server until `shutdown` resolves.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, driver) = Shutdown::new(shutdown);
-        let (_, _, _, ops) = tokio::join!(
+        let (_, _, _, _, ops) = tokio::join!(
             driver,
-            self.landing.run(stop.wait()),
+            self.landing.run_until(stop.wait()),
             self.gate.run(stop.wait()),
+            achilles_runtime::outbox::run(
+                self.pool.clone(),
+                self.producer,
+                self.dead_letter_topic,
+                self.wake,
+                stop.receiver()
+            ),
             ops::serve(self.ops_listener, self.pool, stop.wait()),
         );
         ops

@@ -40,7 +40,7 @@ async fn spawn_sink(in_process: bool) -> TestSink {
     let db = TestDb::fresh().await;
     let mut s = settings(&db, &shared_brokers(), &unique_prefix());
     s.auth.keys = SecretString::from(format!("acme={ACME_KEY}"));
-    s.sink.batch_max_records = 200;
+    s.consumer.batch_max_records = 200;
     let topics = Topics::new(s.kafka.topic_prefix.clone());
     achilles_core::kafka::ensure_topics(&s.kafka, &topics)
         .await
@@ -307,7 +307,7 @@ fn spawn_binary(s: &Settings) -> KillOnDrop {
             ("ACHILLES_SINK__GROUP_ID", &s.sink.group_id),
             ("ACHILLES_SINK__GATE_GROUP_ID", &s.sink.gate_group_id),
             ("ACHILLES_SINK__METRICS_LISTEN", "127.0.0.1:0"),
-            ("ACHILLES_SINK__BATCH_MAX_RECORDS", "100"),
+            ("ACHILLES_CONSUMER__BATCH_MAX_RECORDS", "100"),
         ],
     )
 }

@@ -35,6 +35,7 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub api: ApiSettings,
     pub auth: AuthSettings,
+    pub consumer: ConsumerSettings,
     pub sink: SinkSettings,
     pub processor: ProcessorSettings,
     pub agent: AgentSettings,
@@ -162,21 +163,81 @@ impl Default for AuthSettings {
 /// The documented default development key.
 pub const DEV_API_KEY: &str = "achilles-dev-key";
 
+/// How every consumer loop batches, retries, stops and keeps state
+/// (`shared/runtime`); one section for all of them, since it is one
+/// mechanism.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsumerSettings {
+    /// At most this many records per batch (one transaction).
+    pub batch_max_records: usize,
+    /// After the first record of a batch, wait this long for more. 0 (the
+    /// default) takes whatever has already arrived and never waits: under
+    /// load batches fill by themselves while the previous one commits.
+    pub batch_linger_ms: u64,
+    /// Back-off after a retryable failure (database or broker down),
+    /// doubling up to 5 s.
+    pub retry_backoff_ms: u64,
+    /// How long a graceful shutdown may keep retrying the batch in hand
+    /// before it gives up (nothing is committed for it; it is replayed).
+    pub shutdown_deadline_ms: u64,
+    /// librdkafka `fetch.wait.max.ms`: how long the broker may hold a fetch
+    /// that found nothing. Brokers that do not answer a waiting fetch as
+    /// soon as data arrives (Tansu) add up to this much latency.
+    pub fetch_wait_max_ms: u64,
+    /// Sessions whose state a consumer keeps in memory; beyond this the
+    /// least recently used are dropped (they are reloaded from Postgres).
+    pub state_cache_sessions: usize,
+    /// Duplicate detection: hashes of a session's events within this much
+    /// event time of its newest event are remembered ...
+    pub dedup_window_ms: i64,
+    /// ... up to this many per session.
+    pub dedup_max_per_session: usize,
+    /// Where to resume when a stored position no longer fits the topic
+    /// (recreated, truncated, or expired before it was read): `earliest`
+    /// (the log start, the default) or `latest` (skip to the end).
+    pub on_stale_position: StalePositionPolicy,
+    /// `false`: batch transactions commit with `synchronous_commit = off`.
+    /// Safe because positions commit in the same transaction: a crash of
+    /// Postgres loses the last few batches *and* their positions, which
+    /// are then applied again.
+    pub synchronous_commit: bool,
+}
+
+/// What a consumer does with a stored position the topic cannot honour.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StalePositionPolicy {
+    Earliest,
+    Latest,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        Self {
+            batch_max_records: 2_000,
+            batch_linger_ms: 0,
+            retry_backoff_ms: 500,
+            shutdown_deadline_ms: 10_000,
+            fetch_wait_max_ms: 100,
+            state_cache_sessions: 20_000,
+            dedup_window_ms: 5 * 60 * 1000,
+            dedup_max_per_session: 4096,
+            on_stale_position: StalePositionPolicy::Earliest,
+            synchronous_commit: false,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SinkSettings {
+    /// Consumer group of landing (events topic -> Postgres).
     pub group_id: String,
+    /// Consumer group of the intake gate (intake topic -> events topic).
     pub gate_group_id: String,
-    /// Flush a batch at this many records ...
-    pub batch_max_records: usize,
-    /// ... or when the oldest record waited this long.
-    pub batch_linger_ms: u64,
     /// Serves `/metrics` and `/healthz` for the consumer process.
     pub metrics_listen: String,
-    /// How long a graceful shutdown may take to flush before giving up.
-    pub shutdown_deadline_ms: u64,
-    /// Back-off after a retryable failure (database or broker down).
-    pub retry_backoff_ms: u64,
 }
 
 impl Default for SinkSettings {
@@ -184,11 +245,7 @@ impl Default for SinkSettings {
         Self {
             group_id: "achilles-raw-sink".into(),
             gate_group_id: "achilles-intake-gate".into(),
-            batch_max_records: 2_000,
-            batch_linger_ms: 20,
             metrics_listen: "127.0.0.1:9101".into(),
-            shutdown_deadline_ms: 10_000,
-            retry_backoff_ms: 500,
         }
     }
 }
@@ -199,10 +256,6 @@ pub struct ProcessorSettings {
     pub group_id: String,
     /// Serves `/metrics`, `/healthz` and `/readyz`.
     pub metrics_listen: String,
-    pub batch_max_records: usize,
-    pub batch_linger_ms: u64,
-    pub shutdown_deadline_ms: u64,
-    pub retry_backoff_ms: u64,
     /// An agent edit and a failure at most this far apart (event time)
     /// are an induced-error candidate.
     pub correlation_window_ms: i64,
@@ -222,10 +275,6 @@ impl Default for ProcessorSettings {
         Self {
             group_id: "achilles-processor".into(),
             metrics_listen: "127.0.0.1:9102".into(),
-            batch_max_records: 2_000,
-            batch_linger_ms: 20,
-            shutdown_deadline_ms: 10_000,
-            retry_backoff_ms: 500,
             correlation_window_ms: 5 * 60 * 1000,
             unnamed_window_ms: 60 * 1000,
             fix_window_ms: 30 * 60 * 1000,
@@ -246,10 +295,6 @@ pub struct AgentSettings {
     pub light_group_id: String,
     /// Serves `/metrics`, `/healthz` and `/readyz`.
     pub metrics_listen: String,
-    pub batch_max_records: usize,
-    pub batch_linger_ms: u64,
-    pub shutdown_deadline_ms: u64,
-    pub retry_backoff_ms: u64,
     /// How long deep mode waits for the raw sink (and light mode) to have
     /// every event a session-ended record announces; after that it judges
     /// what is there and marks the report incomplete.
@@ -272,10 +317,6 @@ impl Default for AgentSettings {
             group_id: "achilles-agent".into(),
             light_group_id: "achilles-agent-light".into(),
             metrics_listen: "127.0.0.1:9103".into(),
-            batch_max_records: 2_000,
-            batch_linger_ms: 20,
-            shutdown_deadline_ms: 10_000,
-            retry_backoff_ms: 500,
             deep_max_wait_ms: 30_000,
             report_top_n: 5,
             checks: CheckSettings::default(),

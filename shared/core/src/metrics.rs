@@ -126,7 +126,7 @@ pub static CONSUMER_LAG: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     IntGaugeVec::new(
         Opts::new(
             "achilles_consumer_lag_records",
-            "High watermark minus committed position, per partition.",
+            "High watermark minus the consumer's stored position (the next record it will apply), per partition.",
         ),
         &["consumer", "topic", "partition"],
     )
@@ -163,6 +163,40 @@ histogram_vec!(
     "Delay from ingest (API acceptance) until the row derived from it committed; stage = landed (raw sink), derived (processor), insight (agent).",
     LATENCY_BUCKETS,
     ["stage"]
+);
+counter_vec!(
+    POSITION_RESETS,
+    "achilles_consumer_position_resets_total",
+    "Stored positions the topic could not honour, by reason: ahead_of_log (the topic was recreated or truncated), checksum_mismatch (a different record sits at the position: recreated), behind_log_start (records expired before they were read). Each is logged at error level and resumes by consumer.on_stale_position.",
+    ["consumer", "reason"]
+);
+counter_vec!(
+    SKIPPED,
+    "achilles_consumer_skipped_records_total",
+    "Records not applied again: replayed (below the stored position) or duplicate (same event hash as a recent event of the session).",
+    ["consumer", "reason"]
+);
+counter_vec!(
+    STATE_ERRORS,
+    "achilles_consumer_state_errors_total",
+    "Stored session states that could not be decoded; that session's records are dead-lettered (state_undecodable) instead of being applied to an empty state.",
+    ["consumer"]
+);
+pub static CACHED_SESSIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    IntGaugeVec::new(
+        Opts::new(
+            "achilles_consumer_cached_sessions",
+            "Sessions whose state a consumer holds in memory.",
+        ),
+        &["consumer"],
+    )
+    .expect("valid metric")
+});
+counter_vec!(
+    OUTBOX_FAILURES,
+    "achilles_outbox_failures_total",
+    "Outbox records the broker refused: retryable (kept and retried) or permanent (moved to the dead-letter topic).",
+    ["kind"]
 );
 counter_vec!(
     LANDED,
@@ -232,6 +266,11 @@ fn register_all(r: &Registry) {
         Box::new(RETRIES.clone()),
         Box::new(FRESHNESS.clone()),
         Box::new(LANDED.clone()),
+        Box::new(POSITION_RESETS.clone()),
+        Box::new(SKIPPED.clone()),
+        Box::new(STATE_ERRORS.clone()),
+        Box::new(CACHED_SESSIONS.clone()),
+        Box::new(OUTBOX_FAILURES.clone()),
         Box::new(ACTIVE_SESSIONS.clone()),
         Box::new(SESSIONS_ENDED.clone()),
         Box::new(CLUSTERS_CREATED.clone()),
@@ -257,7 +296,18 @@ pub fn init_series(consumers: &[&str]) {
     for cause in ["queue_full", "broker_unavailable", "kafka_error"] {
         BACKPRESSURE.with_label_values(&[cause]);
     }
+    for kind in ["retryable", "permanent"] {
+        OUTBOX_FAILURES.with_label_values(&[kind]);
+    }
     for c in consumers {
+        for reason in ["ahead_of_log", "checksum_mismatch", "behind_log_start"] {
+            POSITION_RESETS.with_label_values(&[c, reason]);
+        }
+        for reason in ["replayed", "duplicate"] {
+            SKIPPED.with_label_values(&[c, reason]);
+        }
+        STATE_ERRORS.with_label_values(&[c]);
+        CACHED_SESSIONS.with_label_values(&[c]);
         CONSUMED.with_label_values(&[c, "events"]);
         BATCH_SIZE.with_label_values(&[c]);
         DB_WRITE.with_label_values(&[c]);

@@ -1,35 +1,42 @@
-//! A batching consumer loop with at-least-once delivery and a graceful,
-//! deadline-bounded shutdown.
+//! The at-least-once consumer loop, for consumers whose effects are
+//! idempotent on their own and need no positions in Postgres: the intake
+//! gate (republishing is deduplicated downstream by the event hash), deep
+//! mode (recomputes and upserts), webhook fan-out.
 //!
-//! One *step* is: collect a batch (up to `batch_max_records`, or whatever
-//! arrived within `batch_linger_ms` of its first record), hand it to the
-//! handler, and commit the batch's offsets only once the handler returned
-//! `Ok` — that is, once its effects are durable. A retryable failure
-//! retries the *same* batch with back-off; the offsets never move past a
-//! record whose effects are not durable. Handlers must be idempotent,
-//! because a crash between their commit and ours replays the batch.
+//! One *step*: gather a batch ([`crate::fetch`]), hand it to the handler,
+//! and commit the batch's offsets to Kafka only once the handler returned
+//! `Ok`, i.e. once its effects are durable. What happens on an error is
+//! decided by its [`Disposition`]:
+//! * `Retry` — back off and hand over the *same* batch again; offsets never
+//!   move past a record whose effects are not durable;
+//! * `DeadLetter` — the batch holds a record that can never succeed: it is
+//!   retried one record at a time, and the record that still fails is
+//!   parked on the dead-letter topic with the error as its reason.
 //!
-//! Each batch runs in a `batch` span tied to the traces of its records
-//! (see [`crate::trace`]).
+//! On shutdown the batch in hand is retried until `shutdown_deadline`; if
+//! it still fails, nothing is committed for it and it is replayed after
+//! the restart. Offsets are only ever committed for completed batches.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tracing::Instrument;
 
-use achilles_core::error::Classify;
+use achilles_core::error::{Classify, Disposition};
 use achilles_core::metrics;
 
 use crate::context::ConsumerCtx;
+use crate::dead_letter::{DeadLetterSink, Rejected};
 use crate::error::HandlerError;
+use crate::fetch::{next_batch, next_offsets, BatchShape};
 use crate::trace::BatchTrace;
 
-/// Processes one batch; `Err` means "retry the same batch later".
+/// Processes one batch. Must be idempotent: a crash between its effects
+/// and the offset commit replays the batch.
 pub trait BatchHandler: Send + Sync {
     fn handle(
         &self,
@@ -37,17 +44,32 @@ pub trait BatchHandler: Send + Sync {
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+/// How a loop batches, retries and stops.
+#[derive(Clone, Copy, Debug)]
 pub struct LoopSettings {
-    pub max_records: usize,
-    pub linger: Duration,
+    pub shape: BatchShape,
     pub retry_backoff: Duration,
     pub shutdown_deadline: Duration,
+}
+
+impl LoopSettings {
+    pub fn from_settings(c: &achilles_core::config::ConsumerSettings) -> Self {
+        Self {
+            shape: BatchShape {
+                max_records: c.batch_max_records.max(1),
+                linger: Duration::from_millis(c.batch_linger_ms),
+            },
+            retry_backoff: Duration::from_millis(c.retry_backoff_ms.max(1)),
+            shutdown_deadline: Duration::from_millis(c.shutdown_deadline_ms),
+        }
+    }
 }
 
 pub struct ConsumerLoop<H> {
     name: &'static str,
     consumer: StreamConsumer<ConsumerCtx>,
     handler: H,
+    dead_letters: DeadLetterSink,
     settings: LoopSettings,
 }
 
@@ -58,17 +80,63 @@ pub struct StepReport {
     pub attempts: usize,
 }
 
+/// Retries with exponential back-off (capped at 5 s) until `attempt`
+/// succeeds, fails permanently, or shutdown was requested and the deadline
+/// has passed (then `None`: nothing may be committed).
+pub(crate) async fn with_retries<T, E, F, Fut>(
+    name: &'static str,
+    settings: &LoopSettings,
+    stop: &watch::Receiver<bool>,
+    mut attempt: F,
+) -> Option<(Result<T, E>, usize)>
+where
+    E: Classify + std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut attempts = 0;
+    let mut backoff = settings.retry_backoff;
+    let mut stop_seen: Option<Instant> = None;
+    loop {
+        attempts += 1;
+        let e = match attempt().await {
+            Ok(v) => return Some((Ok(v), attempts)),
+            Err(e) if e.disposition() == Disposition::DeadLetter => {
+                return Some((Err(e), attempts))
+            }
+            Err(e) => e,
+        };
+        metrics::RETRIES
+            .with_label_values(&[name, e.reason_code()])
+            .inc();
+        tracing::warn!(consumer = name, error = %e, attempts, "batch failed; retrying");
+        if *stop.borrow() {
+            let since = *stop_seen.get_or_insert_with(Instant::now);
+            if since.elapsed() >= settings.shutdown_deadline {
+                tracing::warn!(
+                    consumer = name,
+                    "shutdown deadline passed; the batch is not committed and will be replayed"
+                );
+                return None;
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
 impl<H: BatchHandler> ConsumerLoop<H> {
     pub fn new(
-        name: &'static str,
         consumer: StreamConsumer<ConsumerCtx>,
         handler: H,
+        dead_letters: DeadLetterSink,
         settings: LoopSettings,
     ) -> Self {
         Self {
-            name,
+            name: consumer.context().name,
             consumer,
             handler,
+            dead_letters,
             settings,
         }
     }
@@ -77,81 +145,53 @@ impl<H: BatchHandler> ConsumerLoop<H> {
         &self.consumer
     }
 
-    /// Waits for the first record (or `stop`), then gathers more until the
-    /// batch is full or the linger time passed.
-    async fn next_batch(&self, stop: &mut watch::Receiver<bool>) -> Vec<OwnedMessage> {
-        let mut batch = Vec::new();
-        let mut deadline: Option<Instant> = None;
-        while batch.len() < self.settings.max_records {
-            let wait = match deadline {
-                Some(d) => d.saturating_duration_since(Instant::now()),
-                None => Duration::from_secs(3600),
-            };
-            tokio::select! {
-                biased;
-                // Drop the watch guard at once: it must not live across awaits.
-                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) }, if deadline.is_none() => break,
-                r = tokio::time::timeout(wait, self.consumer.recv()) => match r {
-                    Err(_) => break, // linger elapsed
-                    Ok(Ok(m)) => {
-                        batch.push(m.detach());
-                        deadline.get_or_insert_with(|| Instant::now() + self.settings.linger);
-                    }
-                    Ok(Err(e)) => {
-                        // Transport errors are reported here but librdkafka
-                        // reconnects by itself; nothing was consumed.
-                        tracing::warn!(consumer = self.name, error = %e, "consumer error");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                },
-            }
-        }
-        batch
+    pub fn handler(&self) -> &H {
+        &self.handler
     }
 
-    /// Runs the handler until it succeeds, backing off between retryable
-    /// failures. Gives up only when asked to stop *and* the shutdown
-    /// deadline has passed; the batch is then replayed after restart.
+    /// Handles `batch` until it succeeded or its poison was parked.
+    /// `None`: shut down before that; nothing may be committed.
     async fn process(&self, batch: &[OwnedMessage], stop: &watch::Receiver<bool>) -> Option<usize> {
-        let mut attempts = 0;
-        let mut backoff = self.settings.retry_backoff;
-        let mut stop_seen: Option<Instant> = None;
-        loop {
-            attempts += 1;
-            match self.handler.handle(batch).await {
-                Ok(()) => return Some(attempts),
-                Err(e) => {
-                    metrics::RETRIES
-                        .with_label_values(&[self.name, e.reason_code()])
-                        .inc();
-                    tracing::warn!(consumer = self.name, error = %e, attempts, "batch failed; retrying");
-                }
+        let (result, attempts) = with_retries(self.name, &self.settings, stop, || {
+            self.handler.handle(batch)
+        })
+        .await?;
+        let Err(e) = result else {
+            return Some(attempts);
+        };
+        if batch.len() > 1 {
+            // Find the record(s) that can never succeed, one at a time.
+            tracing::warn!(consumer = self.name, error = %e, "batch failed permanently; isolating the record");
+            for one in batch {
+                Box::pin(self.process(std::slice::from_ref(one), stop)).await?;
             }
-            let stopping = *stop.borrow();
-            if stopping {
-                let since = *stop_seen.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.settings.shutdown_deadline {
-                    tracing::warn!(
-                        consumer = self.name,
-                        "shutdown deadline passed; batch will be replayed"
-                    );
-                    return None;
-                }
+            return Some(attempts);
+        }
+        let rejected = Rejected {
+            message: &batch[0],
+            reason_code: e.reason_code(),
+            reason: e.to_string(),
+        };
+        let parked = with_retries(self.name, &self.settings, stop, || {
+            self.dead_letters.send(std::slice::from_ref(&rejected))
+        })
+        .await?;
+        match parked.0 {
+            Ok(()) => Some(attempts),
+            // The dead-letter sink truncates what it parks, so a permanent
+            // failure here means the topic itself is refused: stop rather
+            // than drop the record.
+            Err(e) => {
+                tracing::error!(consumer = self.name, error = %e, "cannot dead-letter a record");
+                None
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
     fn commit(&self, batch: &[OwnedMessage], mode: CommitMode) -> Result<(), HandlerError> {
-        let mut next: HashMap<(&str, i32), i64> = HashMap::new();
-        for m in batch {
-            let e = next.entry((m.topic(), m.partition())).or_insert(0);
-            *e = (*e).max(m.offset() + 1);
-        }
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in next {
-            tpl.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+        for (topic, partition, next) in next_offsets(batch) {
+            tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
         }
         self.consumer.commit(&tpl, mode)?;
         Ok(())
@@ -160,7 +200,7 @@ impl<H: BatchHandler> ConsumerLoop<H> {
     /// One step: a batch, processed and committed. Exposed so tests can
     /// drive the loop deterministically.
     pub async fn step(&self, stop: &mut watch::Receiver<bool>) -> Result<StepReport, HandlerError> {
-        let batch = self.next_batch(stop).await;
+        let batch = next_batch(&self.consumer, self.settings.shape, stop).await;
         if batch.is_empty() {
             return Ok(StepReport::default());
         }
@@ -173,32 +213,29 @@ impl<H: BatchHandler> ConsumerLoop<H> {
             .instrument(trace.span.clone())
             .await;
         let Some(attempts) = processed else {
-            return Ok(StepReport {
-                records: 0,
-                attempts: 0,
-            });
+            return Ok(StepReport::default());
         };
         // Async commit: a lost commit only replays an idempotent batch, and
         // not waiting keeps the loop's latency off the broker round trip.
-        trace
-            .span
-            .in_scope(|| self.commit(&batch, CommitMode::Async))?;
+        // On shutdown the last one is made synchronous.
+        let mode = if *stop.borrow() {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        trace.span.in_scope(|| self.commit(&batch, mode))?;
         Ok(StepReport {
             records: batch.len(),
             attempts,
         })
     }
 
-    /// Runs steps until `shutdown` resolves, then finishes the batch in
-    /// hand (within the deadline) and commits synchronously.
+    /// Runs steps until `shutdown` resolves; the batch in hand is finished
+    /// (within the deadline) and committed synchronously.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let (tx, mut rx) = watch::channel(false);
         let steps = async {
-            loop {
-                let stopping = *rx.borrow();
-                if stopping {
-                    break;
-                }
+            while !*rx.borrow() {
                 if let Err(e) = self.step(&mut rx).await {
                     tracing::error!(consumer = self.name, error = %e, "step failed");
                     tokio::time::sleep(self.settings.retry_backoff).await;
@@ -210,10 +247,6 @@ impl<H: BatchHandler> ConsumerLoop<H> {
             let _ = tx.send(true);
         };
         tokio::join!(steps, signal);
-        // Flush our stored position: the async commits may still be queued.
-        if let Ok(tpl) = self.consumer.position() {
-            let _ = self.consumer.commit(&tpl, CommitMode::Sync);
-        }
         tracing::info!(consumer = self.name, "stopped");
     }
 }

@@ -8,10 +8,12 @@ use chrono::Utc;
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use achilles_core::db::outbox::NewOutboxRecord;
 use achilles_core::metrics;
 use achilles_core::publisher::PublishError;
 use achilles_core::telemetry;
 use achilles_core::topics::{Topic, Topics};
+use achilles_core::wire::codec::EncodeError;
 use achilles_core::wire::dead_letter::DeadLetter;
 
 /// A record to park, with its reason.
@@ -110,4 +112,63 @@ impl DeadLetterSink {
         }
         Ok(())
     }
+}
+
+/// The dead-letter record for `m` as an outbox row, for consumers that
+/// park records in the same transaction as their other effects (so a
+/// record is parked exactly when its position moves past it). Logs the
+/// warning the sink logs; the caller counts it once committed.
+pub fn outbox_dead_letter(
+    m: &OwnedMessage,
+    consumer: &'static str,
+    group: &str,
+    topic: &str,
+    reason_code: &'static str,
+    reason: &str,
+) -> Result<NewOutboxRecord, EncodeError> {
+    let trace = telemetry::kafka_context(m);
+    tracing::warn!(
+        consumer,
+        reason_code,
+        reason,
+        session_id = telemetry::record_session_id(m),
+        trace_id = trace
+            .as_ref()
+            .map(|sc| telemetry::trace_id_hex(sc.trace_id())),
+        partition = m.partition(),
+        offset = m.offset(),
+        "dead-lettering record"
+    );
+    let dl = DeadLetter {
+        source_topic: m.topic(),
+        source_partition: m.partition(),
+        source_offset: m.offset(),
+        consumer_group: group,
+        reason_code,
+        reason: reason.to_owned(),
+        failed_at: Utc::now(),
+        key: m.key(),
+        payload: m.payload().unwrap_or_default(),
+    };
+    let mut headers: Vec<(String, String)> = dl
+        .headers()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    if let Some(sc) = &trace {
+        headers.extend(
+            telemetry::header_values(sc)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v)),
+        );
+    }
+    Ok(NewOutboxRecord {
+        topic: topic.to_owned(),
+        key: m
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default(),
+        payload: dl.encode()?,
+        headers,
+    })
 }

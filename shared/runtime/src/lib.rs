@@ -1,15 +1,26 @@
 //! `achilles-runtime`: the machinery shared by every consumer service (raw
 //! sink, stream processor, monitoring agent), so each service is only its
-//! handler.
+//! stage or handler.
 //!
-//! * [`consumer_loop`] — batching, at-least-once consumer loop with retries
-//!   and a deadline-bounded graceful shutdown; one step is exposed for tests.
+//! * [`exactly_once`] — the exactly-once step for consumers that write
+//!   Postgres (landing, processor, light mode): a service implements
+//!   [`Stage`], the runtime owns positions, decoding, ownership, dedup,
+//!   state, the outbox and the error dispositions. The argument for
+//!   exactly-once is written there, once.
+//! * [`consumer_loop`] — the at-least-once loop for idempotent handlers
+//!   (the intake gate, deep mode, webhook fan-out).
+//! * [`positions`] — positions in Postgres and the check that they still
+//!   fit the topic; [`sessions`] — per-session state in memory, bounded;
+//!   [`store`] — the runtime's SQL.
+//! * [`fetch`] — gathering a batch without fixed waits.
 //! * [`dead_letter`] — parking records that can never be processed.
-//! * [`context`] — rebalance and lag bookkeeping for metrics.
-//! * [`ops`] — `/healthz`, `/readyz`, `/metrics` for probes and Prometheus.
 //! * [`outbox`] — publishing the transactional outbox after commit.
+//! * [`context`] — rebalances and lag from librdkafka's callbacks.
+//! * [`ops`] — `/healthz`, `/readyz`, `/metrics` for probes and Prometheus.
+//! * [`settings`] — one constructor for consumers from `[kafka]` and
+//!   `[consumer]`.
 //! * [`shutdown`] — one shutdown signal fanned out to every task.
-//! * [`error`] — the handler error type and its retry/dead-letter decision.
+//! * [`error`] — error types and their retry/dead-letter decision.
 //! * [`trace`] — a span per batch, linked to (and, with OTLP export, a span
 //!   in) the trace of every record it holds.
 
@@ -17,13 +28,21 @@ pub mod consumer_loop;
 pub mod context;
 pub mod dead_letter;
 pub mod error;
+pub mod exactly_once;
+pub mod fetch;
 pub mod ops;
 pub mod outbox;
+pub mod positions;
+pub mod sessions;
+pub mod settings;
 pub mod shutdown;
+mod store;
 pub mod trace;
 
 pub use consumer_loop::{BatchHandler, ConsumerLoop, LoopSettings, StepReport};
 pub use context::ConsumerCtx;
 pub use dead_letter::{DeadLetterSink, Rejected};
-pub use error::HandlerError;
+pub use error::{HandlerError, StepError};
+pub use exactly_once::{ExactlyOnce, Input, Refused, Stage, StepSettings, WriteCtx};
+pub use sessions::Session;
 pub use shutdown::Shutdown;

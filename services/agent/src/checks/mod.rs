@@ -79,7 +79,7 @@ pub trait Check: Send + Sync + 'static {
     /// The insight type it raises (`insights.type`), also the name of its
     /// slot in the stored session state.
     const TYPE: &'static str;
-    type State: Default + Serialize + DeserializeOwned + Send + 'static;
+    type State: Default + Serialize + DeserializeOwned + Send + Sync + 'static;
 
     /// Folds one event into the state; `now` is the session's newest event
     /// time (for pruning what no longer matters).
@@ -90,15 +90,17 @@ pub trait Check: Send + Sync + 'static {
 }
 
 /// Boxed state of one check for one session.
-pub type AnyState = Box<dyn Any + Send>;
+pub type AnyState = Box<dyn Any + Send + Sync>;
 
 /// The object-safe face of a [`Check`], so the graph can hold a list of
 /// different checks. Implemented for every `Check`.
 pub trait Node: Send + Sync {
     fn insight_type(&self) -> &'static str;
-    /// Restores the state from its stored JSON; a missing or unreadable
-    /// slot (e.g. written by an older version) starts afresh.
-    fn load(&self, stored: Option<&Value>) -> AnyState;
+    /// Restores the state from its stored JSON; a missing slot (a check
+    /// added since the state was written) starts afresh, an unreadable one
+    /// is an error.
+    fn load(&self, stored: Option<&Value>) -> Result<AnyState, String>;
+    fn fresh(&self) -> AnyState;
     fn save(&self, state: &AnyState) -> Value;
     fn observe(&self, state: &mut AnyState, ev: &Observed, now: i64);
     fn evaluate(&self, state: &AnyState, ctx: &EvalCtx<'_>) -> Vec<Finding>;
@@ -109,11 +111,16 @@ impl<C: Check> Node for C {
         C::TYPE
     }
 
-    fn load(&self, stored: Option<&Value>) -> AnyState {
-        let st: C::State = stored
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .unwrap_or_default();
-        Box::new(st)
+    fn fresh(&self) -> AnyState {
+        Box::new(C::State::default())
+    }
+
+    fn load(&self, stored: Option<&Value>) -> Result<AnyState, String> {
+        let st: C::State = match stored {
+            None => C::State::default(),
+            Some(v) => C::State::deserialize(v).map_err(|e| format!("{}: {e}", C::TYPE))?,
+        };
+        Ok(Box::new(st))
     }
 
     fn save(&self, state: &AnyState) -> Value {

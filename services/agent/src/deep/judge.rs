@@ -27,7 +27,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use achilles_core::db::analysis::{ActionStats, CorrelationView, PerformanceWrite};
+use achilles_core::db::analysis::CorrelationView;
+
+use crate::db::{ActionStats, PerformanceWrite};
 
 /// One induced error and what became of it.
 #[derive(Clone, Debug, PartialEq)]

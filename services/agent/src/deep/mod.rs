@@ -50,7 +50,7 @@ pub struct DeepHandler {
 struct Judged {
     tenant: String,
     session: Uuid,
-    performance: analysis::PerformanceWrite,
+    performance: crate::db::PerformanceWrite,
     report: Value,
 }
 
@@ -79,7 +79,7 @@ impl BatchHandler for DeepHandler {
         let mut waiting = Vec::new();
         let mut landed_by: HashMap<Uuid, i64> = HashMap::new();
         for (sid, r) in &ended {
-            let (landed, applied) = analysis::session_progress(&self.pool, *sid).await?;
+            let (landed, applied) = crate::db::session_progress(&self.pool, *sid).await?;
             landed_by.insert(*sid, landed);
             if landed >= r.event_count && applied >= r.event_count {
                 continue;
@@ -125,14 +125,14 @@ impl BatchHandler for DeepHandler {
         }
         let mut tx = self.pool.begin().await?;
         for j in &results {
-            analysis::replace_performance(
+            crate::db::replace_performance(
                 &mut tx,
                 &j.tenant,
                 j.session,
                 std::slice::from_ref(&j.performance),
             )
             .await?;
-            analysis::upsert_report(&mut tx, &j.tenant, j.session, &j.report).await?;
+            crate::db::upsert_report(&mut tx, &j.tenant, j.session, &j.report).await?;
         }
         tx.commit().await?;
         let mut seen = self.first_seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,12 +151,12 @@ impl DeepHandler {
             tracing::warn!(consumer = NAME, session = %sid, "session-ended for an unknown session; skipped");
             return Ok(None);
         };
-        let stats = analysis::action_stats(&self.pool, sid).await?;
+        let stats = crate::db::action_stats(&self.pool, sid).await?;
         let correlations =
             analysis::session_correlations(&self.pool, tenant, sid, i64::MAX, 0).await?;
         let clusters =
             analysis::session_clusters(&self.pool, tenant, sid, self.top_n as i64).await?;
-        let files = analysis::file_activity(&self.pool, sid).await?;
+        let files = crate::db::file_activity(&self.pool, sid).await?;
         let insights = analysis::session_insights(&self.pool, tenant, sid, false).await?;
         let agent = session.agent_name.as_deref().unwrap_or("unknown");
         let verdict = judge::judge(agent, &stats, &correlations);

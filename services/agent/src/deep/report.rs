@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use achilles_core::db::analysis::{ActionStats, InsightRow, SessionClusterRow};
+use achilles_core::db::analysis::{InsightRow, SessionClusterRow};
+
+use crate::db::ActionStats;
 use achilles_core::db::SessionRow;
 
 use super::judge::Verdict;

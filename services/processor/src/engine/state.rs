@@ -116,7 +116,7 @@ enum Trigger<'a> {
 }
 
 /// Everything the processor remembers about one session. Serialised into
-/// `processor_sessions.state` with every batch that changes it.
+/// `consumer_state.state` with every batch that changes it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SessionState {
     pub tenant: String,

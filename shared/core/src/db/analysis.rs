@@ -1,15 +1,10 @@
-//! Analysis tables: what the monitoring agent writes (insights, agent
-//! performance, session reports, its light-mode state) and the
-//! tenant-scoped reads the API serves over them and over the processor's
-//! clusters and correlations.
+//! Analysis tables as the API and the agent's deep mode read them
+//! (insights, agent performance, session reports, and the processor's
+//! clusters and correlations). Their writers live with the services that
+//! own them.
 //!
 //! Every read takes the caller's tenant and filters on it, so another
-//! tenant's rows are indistinguishable from missing ones. The agent's
-//! writes live in [`agent`] and take the caller's transaction.
-
-mod agent;
-
-pub use agent::*;
+//! tenant's rows are indistinguishable from missing ones.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -1,15 +1,13 @@
-//! Event rows: idempotent bulk insert for the raw sink, paginated reads for
-//! the API.
-
-use std::collections::HashSet;
+//! Event rows as the API reads them: paginated by event time. (Writing
+//! them is the raw sink's, in its own crate.)
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::model::{Event, SessionId, TenantId};
+use crate::model::{SessionId, TenantId};
 
 /// An event as stored.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
@@ -29,112 +27,6 @@ pub struct EventRow {
     pub data: serde_json::Value,
     #[schema(value_type = Object)]
     pub attributes: serde_json::Value,
-}
-
-/// What happened to each event of a bulk insert.
-#[derive(Debug, Default)]
-pub struct InsertOutcome {
-    pub inserted: usize,
-    /// Already stored with the same hash: a replay or a retried request.
-    pub duplicates: usize,
-    /// Indexes (into the input) whose id is taken by a *different* event.
-    /// They were not stored and must be dead-lettered, not dropped.
-    pub id_conflicts: Vec<usize>,
-}
-
-/// Inserts events, skipping those already stored. One statement for the
-/// whole batch: per-event round trips would cap throughput at a few
-/// thousand events per second.
-pub async fn insert_events(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[(&Event, DateTime<Utc>)],
-) -> Result<InsertOutcome, sqlx::Error> {
-    if events.is_empty() {
-        return Ok(InsertOutcome::default());
-    }
-    let n = events.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut hashes = Vec::with_capacity(n);
-    let mut tenants = Vec::with_capacity(n);
-    let mut sessions = Vec::with_capacity(n);
-    let mut occurred = Vec::with_capacity(n);
-    let mut ingested = Vec::with_capacity(n);
-    let mut kinds = Vec::with_capacity(n);
-    let mut actors = Vec::with_capacity(n);
-    let mut parents: Vec<Option<Uuid>> = Vec::with_capacity(n);
-    let mut failures = Vec::with_capacity(n);
-    let mut paths: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut data = Vec::with_capacity(n);
-    let mut attrs = Vec::with_capacity(n);
-    for (e, ingested_at) in events {
-        ids.push(e.id.as_uuid());
-        hashes.push(e.hash.to_hex());
-        tenants.push(e.tenant.as_str());
-        sessions.push(e.session_id.as_uuid());
-        occurred.push(e.occurred_at);
-        ingested.push(*ingested_at);
-        kinds.push(e.kind().as_str());
-        actors.push(e.actor.as_str());
-        parents.push(e.parent_id.map(|p| p.as_uuid()));
-        failures.push(e.payload.is_failure());
-        paths.push(e.payload.file_path());
-        data.push(e.payload.data());
-        attrs.push(serde_json::Value::Object(e.attributes.clone()));
-    }
-    let inserted: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO events (id, event_hash, tenant_id, session_id, occurred_at, ingested_at,
-                             kind, actor, parent_id, is_failure, file_path, data, attributes)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[],
-                              $6::timestamptz[], $7::text[], $8::text[], $9::uuid[], $10::bool[],
-                              $11::text[], $12::jsonb[], $13::jsonb[])
-         ON CONFLICT DO NOTHING
-         RETURNING event_hash",
-    )
-    .bind(&ids)
-    .bind(&hashes)
-    .bind(&tenants)
-    .bind(&sessions)
-    .bind(&occurred)
-    .bind(&ingested)
-    .bind(&kinds)
-    .bind(&actors)
-    .bind(&parents)
-    .bind(&failures)
-    .bind(&paths)
-    .bind(&data)
-    .bind(&attrs)
-    .fetch_all(&mut **tx)
-    .await?;
-
-    let mut outcome = InsertOutcome {
-        inserted: inserted.len(),
-        ..Default::default()
-    };
-    if inserted.len() == n {
-        return Ok(outcome);
-    }
-    // Something was skipped: tell true duplicates (hash already stored)
-    // from id conflicts (id taken by a different event).
-    let inserted: HashSet<String> = inserted.into_iter().collect();
-    let skipped: Vec<usize> = (0..n).filter(|i| !inserted.contains(&hashes[*i])).collect();
-    let skipped_hashes: Vec<&str> = skipped.iter().map(|i| hashes[*i].as_str()).collect();
-    let stored: HashSet<String> =
-        sqlx::query_scalar(
-            "SELECT e.event_hash FROM UNNEST($1::text[]) AS h(hash) JOIN events e ON e.event_hash = h.hash",
-        )
-        .bind(&skipped_hashes)
-            .fetch_all(&mut **tx)
-            .await?
-            .into_iter()
-            .collect();
-    for i in skipped {
-        if stored.contains(&hashes[i]) {
-            outcome.duplicates += 1;
-        } else {
-            outcome.id_conflicts.push(i);
-        }
-    }
-    Ok(outcome)
 }
 
 /// Keyset position: events strictly after (occurred_at, id).

@@ -1,22 +1,19 @@
 //! Postgres access shared by every service.
 //!
-//! The API only reads; the raw sink writes `sessions` and `events`; derived
-//! tables get their writers with the processor and the agent. All SQL lives
-//! under this module so a schema change has one place to land.
+//! Connecting, migrating, and the reads shared by the API and the agent.
+//! Writes live with the service that owns the tables: the raw sink
+//! (`events`, session lifecycle), the processor (clusters, correlations,
+//! summaries), the agent (insights, verdicts, reports), and the runtime
+//! (positions, consumer state, outbox).
 
 pub mod analysis;
-pub mod clusters;
-pub mod derived;
 mod events;
 pub mod offsets;
 pub mod outbox;
 mod sessions;
 
-pub use events::{insert_events, list_events, EventCursor, EventRow, InsertOutcome};
-pub use sessions::{
-    apply_session_ends, ensure_placeholders, get_session, session_owners, upsert_session_starts,
-    SessionRow,
-};
+pub use events::{list_events, EventCursor, EventRow};
+pub use sessions::{get_session, SessionRow};
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -95,6 +95,27 @@ pub async fn outbox_delete(
     Ok(())
 }
 
+/// Records a failed attempt for each (id, error).
+pub async fn outbox_failed(
+    tx: &mut Transaction<'_, Postgres>,
+    failed: &[(i64, String)],
+) -> Result<(), sqlx::Error> {
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = failed.iter().map(|f| f.0).collect();
+    let errors: Vec<&str> = failed.iter().map(|f| f.1.as_str()).collect();
+    sqlx::query(
+        "UPDATE outbox o SET attempts = o.attempts + 1, last_error = t.e
+         FROM UNNEST($1::bigint[], $2::text[]) AS t(id, e) WHERE o.id = t.id",
+    )
+    .bind(&ids)
+    .bind(&errors)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 pub async fn outbox_pending(pool: &PgPool) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM outbox")
         .fetch_one(pool)

@@ -132,7 +132,7 @@ impl Event {
             &attributes,
         );
         Self {
-            id: id.unwrap_or_else(|| EventId::from_hash(&hash)),
+            id: id.unwrap_or_else(|| EventId::from_hash(&hash, occurred_at)),
             tenant,
             session_id,
             occurred_at,

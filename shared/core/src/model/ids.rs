@@ -119,12 +119,17 @@ uuid_id!(
 );
 
 impl EventId {
-    /// Derives an id from an event hash: the first 16 bytes as a version-8
-    /// (custom) UUID. Deterministic, so a client that retries an event
-    /// without an id gets the same id back.
-    pub fn from_hash(hash: &crate::hash::EventHash) -> Self {
+    /// Derives an id from an event's hash and time: the event time in
+    /// milliseconds in the first 48 bits (as in UUIDv7), then 80 bits of
+    /// the hash, as a version-8 (custom) UUID. Deterministic, so a client
+    /// that retries an event without an id gets the same id back; ordered
+    /// by time, so the `events` primary key grows at its right edge
+    /// instead of taking inserts on random pages.
+    pub fn from_hash(hash: &crate::hash::EventHash, at: chrono::DateTime<chrono::Utc>) -> Self {
         let mut buf = [0u8; 16];
-        buf.copy_from_slice(&hash.as_bytes()[..16]);
+        let ms = at.timestamp_millis().max(0).to_be_bytes();
+        buf[..6].copy_from_slice(&ms[2..]);
+        buf[6..].copy_from_slice(&hash.as_bytes()[..10]);
         Self(uuid::Builder::from_custom_bytes(buf).into_uuid())
     }
 }
@@ -157,8 +162,13 @@ mod tests {
     #[test]
     fn event_id_from_hash_is_deterministic_and_versioned() {
         let h = crate::hash::EventHash::from_bytes([7u8; 32]);
-        let a = EventId::from_hash(&h);
-        assert_eq!(a, EventId::from_hash(&h));
+        let t = chrono::DateTime::from_timestamp_millis(1_795_000_000_123).unwrap();
+        let a = EventId::from_hash(&h, t);
+        assert_eq!(a, EventId::from_hash(&h, t));
         assert_eq!(a.as_uuid().get_version_num(), 8);
+        // Later events sort after earlier ones, whatever their hashes.
+        let other = crate::hash::EventHash::from_bytes([0u8; 32]);
+        let later = EventId::from_hash(&other, t + chrono::Duration::milliseconds(1));
+        assert!(later.as_uuid() > a.as_uuid());
     }
 }

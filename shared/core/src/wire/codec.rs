@@ -360,4 +360,4 @@ pub fn key_for(session_id: &SessionId) -> String {
 
 #[cfg(test)]
 #[path = "codec_tests.rs"]
-mod tests;
+pub(crate) mod tests;

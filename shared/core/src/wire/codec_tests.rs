@@ -69,6 +69,34 @@ fn samples() -> Vec<Value> {
     ]
 }
 
+/// One envelope of every record type and event kind, as the API makes them.
+pub(crate) fn sample_envelopes() -> Vec<Envelope> {
+    let t = tenant();
+    let limits = Limits::default();
+    let ctx = Context {
+        tenant: &t,
+        now: now(),
+        limits: &limits,
+    };
+    let start: SessionStartSubmission = from_json(json!({"id": SID, "agent_name": "claude-code",
+        "agent_model": "opus", "source": "ide", "metadata": {"repo": "x", "cwd": "/w"}}))
+    .unwrap();
+    let end: SessionEndSubmission =
+        from_json(json!({"session_id": SID, "status": "failed"})).unwrap();
+    let mut records = vec![
+        Record::SessionStart(start.validate(ctx).unwrap()),
+        Record::SessionEnd(end.validate(ctx).unwrap()),
+    ];
+    records.extend(samples().into_iter().map(|v| Record::Event(event(v))));
+    records
+        .into_iter()
+        .map(|record| Envelope {
+            ingested_at: now(),
+            record,
+        })
+        .collect()
+}
+
 #[test]
 fn every_kind_round_trips() {
     for v in samples() {

@@ -21,6 +21,25 @@ pub struct DeadLetter<'a> {
     pub payload: &'a [u8],
 }
 
+/// The most of a source record a dead letter keeps. Producers refuse
+/// records over `message.max.bytes` (1 MB by default); a dead letter that
+/// could not be published would block the records behind it forever, so a
+/// larger payload is cut (and [`headers::DLQ_PAYLOAD_BYTES`] says so).
+pub const MAX_PARKED_PAYLOAD: usize = 512 * 1024;
+/// The most of a reason a dead letter keeps.
+pub const MAX_REASON: usize = 16 * 1024;
+
+fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 impl DeadLetter<'_> {
     /// The Avro value (single-object encoded) of the dead-letter record.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
@@ -30,10 +49,10 @@ impl DeadLetter<'_> {
             source_offset: self.source_offset,
             consumer_group: self.consumer_group.to_owned(),
             reason_code: self.reason_code.to_owned(),
-            reason: self.reason.clone(),
+            reason: cut(&self.reason, MAX_REASON).to_owned(),
             failed_at_us: self.failed_at.timestamp_micros(),
             key: self.key.map(<[u8]>::to_vec),
-            payload: self.payload.to_vec(),
+            payload: self.payload[..self.payload.len().min(MAX_PARKED_PAYLOAD)].to_vec(),
         };
         super::codec::encode_avro(&rec, &DEAD_LETTER.schema, &DEAD_LETTER.fingerprint)
     }
@@ -41,24 +60,20 @@ impl DeadLetter<'_> {
     /// Headers that let tools triage without decoding Avro. The reason is
     /// cut to 1 KiB to keep headers small; the value has it in full.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut reason = self.reason.clone();
-        if reason.len() > 1024 {
-            let mut cut = 1024;
-            while !reason.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            reason.truncate(cut);
-        }
-        vec![
+        let mut h = vec![
             (headers::DLQ_REASON_CODE, self.reason_code.to_owned()),
-            (headers::DLQ_REASON, reason),
+            (headers::DLQ_REASON, cut(&self.reason, 1024).to_owned()),
             (headers::DLQ_SOURCE_TOPIC, self.source_topic.to_owned()),
             (
                 headers::DLQ_SOURCE_PARTITION,
                 self.source_partition.to_string(),
             ),
             (headers::DLQ_SOURCE_OFFSET, self.source_offset.to_string()),
-        ]
+        ];
+        if self.payload.len() > MAX_PARKED_PAYLOAD {
+            h.push((headers::DLQ_PAYLOAD_BYTES, self.payload.len().to_string()));
+        }
+        h
     }
 }
 
@@ -100,5 +115,31 @@ mod tests {
             h[1].1.len() <= 1024,
             "reason header is cut at a char boundary"
         );
+        assert!(!h.iter().any(|(k, _)| *k == headers::DLQ_PAYLOAD_BYTES));
+    }
+
+    /// A record too large for the producer is still parked, cut, and says so.
+    #[test]
+    fn oversized_payloads_are_cut_to_fit() {
+        let big = vec![b'x'; 3 * 1024 * 1024];
+        let dl = DeadLetter {
+            source_topic: "t",
+            source_partition: 0,
+            source_offset: 1,
+            consumer_group: "g",
+            reason_code: "too_large",
+            reason: "r".repeat(100_000),
+            failed_at: Utc::now(),
+            key: None,
+            payload: &big,
+        };
+        let bytes = dl.encode().unwrap();
+        assert!(bytes.len() < 600 * 1024, "{}", bytes.len());
+        let rec = decode_dead_letter(&bytes).unwrap();
+        assert_eq!(rec.payload.len(), MAX_PARKED_PAYLOAD);
+        assert_eq!(rec.reason.len(), MAX_REASON);
+        assert!(dl
+            .headers()
+            .contains(&(headers::DLQ_PAYLOAD_BYTES, big.len().to_string())));
     }
 }

@@ -14,5 +14,8 @@ pub const DLQ_REASON: &str = "achilles-dlq-reason";
 pub const DLQ_SOURCE_TOPIC: &str = "achilles-dlq-source-topic";
 pub const DLQ_SOURCE_PARTITION: &str = "achilles-dlq-source-partition";
 pub const DLQ_SOURCE_OFFSET: &str = "achilles-dlq-source-offset";
+/// Present when the parked payload was cut to fit the producer's limit:
+/// the original payload's length in bytes.
+pub const DLQ_PAYLOAD_BYTES: &str = "achilles-dlq-payload-bytes";
 
 pub const ENVELOPE_CONTENT_TYPE: &str = "application/vnd.achilles.envelope.v1+avro";

@@ -5,6 +5,8 @@
 //!   schema's CRC-64-AVRO fingerprint, then the datum) and decodes it again,
 //!   resolving any known older writer schema, and *re-validating* the content
 //!   with the same core validation the API uses.
+//! * [`trusted`] decodes the events topic for consumers without validating
+//!   again what the API or the intake gate validated before publishing.
 //! * [`intake`] decodes what direct producers write (JSON or Avro).
 //! * [`dead_letter`] builds dead-letter records and their headers.
 //! * [`headers`] names every Kafka header the pipeline reads or writes.
@@ -18,12 +20,14 @@ pub mod intake;
 pub mod records;
 mod schemas;
 pub mod session_ended;
+pub mod trusted;
 
 use chrono::{DateTime, Utc};
 
 use crate::model::{Event, SessionEnd, SessionId, SessionStart, TenantId};
 
 pub use codec::{decode_envelope, encode_envelope, DecodeError};
+pub use trusted::decode_trusted;
 
 /// One record on the events topic.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,74 +1,12 @@
-//! Writes of the stream processor: processed-event marks, per-session
-//! state, clusters, correlations, fixes and session summaries. All take the
-//! caller's transaction, which also carries the consumer offsets.
+//! Writes of the stream processor: correlations, fixes and session
+//! summaries. All run in the caller's transaction (the runtime's
+//! exactly-once step), which also carries the positions.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::{Postgres, Transaction};
+use sqlx::PgConnection;
 use uuid::Uuid;
-
-/// Marks events as applied; returns the hashes that were *not* applied
-/// before (the ones to process now).
-pub async fn mark_seen(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[(String, Uuid)],
-) -> Result<HashSet<String>, sqlx::Error> {
-    if events.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let hashes: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
-    let sessions: Vec<Uuid> = events.iter().map(|e| e.1).collect();
-    let fresh: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO processor_seen (event_hash, session_id)
-         SELECT * FROM UNNEST($1::text[], $2::uuid[])
-         ON CONFLICT DO NOTHING RETURNING event_hash",
-    )
-    .bind(&hashes)
-    .bind(&sessions)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(fresh.into_iter().collect())
-}
-
-/// Loads (and locks) the stored state of `sessions`.
-pub async fn load_states(
-    tx: &mut Transaction<'_, Postgres>,
-    sessions: &[Uuid],
-) -> Result<HashMap<Uuid, Value>, sqlx::Error> {
-    let rows: Vec<(Uuid, Value)> = sqlx::query_as(
-        "SELECT session_id, state FROM processor_sessions WHERE session_id = ANY($1) ORDER BY session_id FOR UPDATE",
-    )
-    .bind(sessions)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows.into_iter().collect())
-}
-
-pub async fn save_states(
-    tx: &mut Transaction<'_, Postgres>,
-    states: &[(Uuid, &str, Value)],
-) -> Result<(), sqlx::Error> {
-    if states.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = states.iter().map(|s| s.0).collect();
-    let tenants: Vec<&str> = states.iter().map(|s| s.1).collect();
-    let values: Vec<&Value> = states.iter().map(|s| &s.2).collect();
-    sqlx::query(
-        "INSERT INTO processor_sessions (session_id, tenant_id, version, state)
-         SELECT id, t, 1, s FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[]) AS u(id, t, s)
-         ON CONFLICT (session_id) DO UPDATE SET state = EXCLUDED.state,
-             version = processor_sessions.version + 1, updated_at = now()",
-    )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&values)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
 
 /// One correlation row.
 #[derive(Debug, Clone)]
@@ -119,7 +57,7 @@ pub fn fold_fixes(rows: &mut [CorrelationRow], fixes: Vec<FixRow>) -> Vec<FixRow
 }
 
 pub async fn insert_correlations(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     rows: &[CorrelationRow],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
@@ -159,17 +97,14 @@ pub async fn insert_correlations(
     .bind(&effect_at)
     .bind(&fixed_by)
     .bind(&fixed_at)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Records fixes; a fix only ever moves earlier (ties broken by the
 /// fixing event's id, as the engine does).
-pub async fn apply_fixes(
-    tx: &mut Transaction<'_, Postgres>,
-    fixes: &[FixRow],
-) -> Result<(), sqlx::Error> {
+pub async fn apply_fixes(conn: &mut PgConnection, fixes: &[FixRow]) -> Result<(), sqlx::Error> {
     if fixes.is_empty() {
         return Ok(());
     }
@@ -187,7 +122,7 @@ pub async fn apply_fixes(
     .bind(&effects)
     .bind(&by)
     .bind(&at)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -210,7 +145,7 @@ pub struct SummaryRow {
 }
 
 pub async fn update_summaries(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     rows: &[SummaryRow],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
@@ -250,7 +185,7 @@ pub async fn update_summaries(
     .bind(&first)
     .bind(&last)
     .bind(&fin)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::{Postgres, Transaction};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// Occurrences of one template in one session within a batch.
@@ -26,10 +26,7 @@ type TemplateTotals<'a> = (&'a str, i64, DateTime<Utc>, DateTime<Utc>, &'a str);
 
 /// Serialises cluster maintenance per tenant across processor instances
 /// (transaction-scoped advisory locks, taken in a fixed order).
-pub async fn lock_tenants(
-    tx: &mut Transaction<'_, Postgres>,
-    tenants: &[&str],
-) -> Result<(), sqlx::Error> {
+pub async fn lock_tenants(conn: &mut PgConnection, tenants: &[&str]) -> Result<(), sqlx::Error> {
     let mut sorted: Vec<&str> = tenants.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -38,7 +35,7 @@ pub async fn lock_tenants(
             "SELECT pg_advisory_xact_lock(hashtextextended('achilles-clusters:' || $1, 0))",
         )
         .bind(t)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(())
@@ -46,7 +43,7 @@ pub async fn lock_tenants(
 
 /// Which of `ids` the tenant already has.
 pub async fn known_templates(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     tenant: &str,
     ids: &[&str],
 ) -> Result<HashSet<String>, sqlx::Error> {
@@ -55,7 +52,7 @@ pub async fn known_templates(
     )
     .bind(tenant)
     .bind(ids)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().collect())
 }
@@ -64,7 +61,7 @@ pub async fn known_templates(
 /// id, sample message, cluster id). Merging never crosses lengths, so these
 /// are all a new template of such a length can merge with.
 pub async fn templates_of_lengths(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     tenant: &str,
     token_counts: &[i32],
 ) -> Result<Vec<(String, String, String)>, sqlx::Error> {
@@ -74,14 +71,14 @@ pub async fn templates_of_lengths(
     )
     .bind(tenant)
     .bind(token_counts)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await
 }
 
 /// Adds occurrences. New templates start as their own cluster; the caller
 /// re-merges afterwards.
 pub async fn add_template_occurrences(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     deltas: &[TemplateDelta],
 ) -> Result<(), sqlx::Error> {
     if deltas.is_empty() {
@@ -129,7 +126,7 @@ pub async fn add_template_occurrences(
     .bind(&firsts)
     .bind(&lasts)
     .bind(&samples)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
 
     let mut rows: Vec<&TemplateDelta> = deltas.iter().collect();
@@ -156,14 +153,14 @@ pub async fn add_template_occurrences(
     .bind(&n)
     .bind(&f)
     .bind(&l)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Points templates at (possibly new) clusters.
 pub async fn remap_templates(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     tenant: &str,
     changes: &[(String, String, String)],
 ) -> Result<(), sqlx::Error> {
@@ -182,14 +179,14 @@ pub async fn remap_templates(
     .bind(&ids)
     .bind(&clusters)
     .bind(&patterns)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// The current cluster of each template id.
 pub async fn clusters_of(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     tenant: &str,
     template_ids: &[&str],
 ) -> Result<HashMap<String, String>, sqlx::Error> {
@@ -198,7 +195,7 @@ pub async fn clusters_of(
     )
     .bind(tenant)
     .bind(template_ids)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     Ok(rows.into_iter().collect())
 }
@@ -207,7 +204,7 @@ pub async fn clusters_of(
 /// given clusters from the template tables (a cluster with no templates
 /// left simply disappears).
 pub async fn materialize_clusters(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     tenant: &str,
     cluster_ids: &[String],
 ) -> Result<(), sqlx::Error> {
@@ -217,12 +214,12 @@ pub async fn materialize_clusters(
     sqlx::query("DELETE FROM error_cluster_sessions WHERE tenant_id = $1 AND cluster_id = ANY($2)")
         .bind(tenant)
         .bind(cluster_ids)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     sqlx::query("DELETE FROM error_clusters WHERE tenant_id = $1 AND id = ANY($2)")
         .bind(tenant)
         .bind(cluster_ids)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     sqlx::query(
         "INSERT INTO error_clusters (tenant_id, id, template, first_seen, last_seen, occurrence_count,
@@ -241,7 +238,7 @@ pub async fn materialize_clusters(
     )
     .bind(tenant)
     .bind(cluster_ids)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     sqlx::query(
         "INSERT INTO error_cluster_sessions (tenant_id, cluster_id, session_id, occurrence_count, first_seen, last_seen)
@@ -253,7 +250,7 @@ pub async fn materialize_clusters(
     )
     .bind(tenant)
     .bind(cluster_ids)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -267,7 +264,7 @@ pub async fn materialize_clusters(
 /// was the processor's largest write (4,000 rows per batch of 2,000 events
 /// after a few hundred sessions, under `make bench`).
 pub async fn refresh_clusters(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     tenant: &str,
     cluster_ids: &[String],
     sessions: &[Uuid],
@@ -293,7 +290,7 @@ pub async fn refresh_clusters(
     )
     .bind(tenant)
     .bind(cluster_ids)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     // Point lookups per (template, session) through the unnested session
     // list, rather than every session of each template. A cluster's
@@ -324,7 +321,7 @@ pub async fn refresh_clusters(
     .bind(tenant)
     .bind(cluster_ids)
     .bind(sessions)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

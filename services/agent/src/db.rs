@@ -1,81 +1,11 @@
-//! The monitoring agent's SQL: light-mode state, seen events and insight
-//! upserts (all in the caller's transaction, with the consumer offsets),
-//! and deep mode's inputs and idempotent result upserts.
-
-use std::collections::{HashMap, HashSet};
+//! The monitoring agent's SQL: insight upserts (light mode, in the
+//! runtime's batch transaction, with the positions), and deep mode's
+//! inputs and idempotent result upserts.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
-
-/// Marks events as applied by light mode; returns the hashes that were
-/// *not* applied before.
-pub async fn mark_agent_seen(
-    tx: &mut Transaction<'_, Postgres>,
-    events: &[(String, Uuid)],
-) -> Result<HashSet<String>, sqlx::Error> {
-    if events.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let hashes: Vec<&str> = events.iter().map(|e| e.0.as_str()).collect();
-    let sessions: Vec<Uuid> = events.iter().map(|e| e.1).collect();
-    let fresh: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO agent_seen (event_hash, session_id)
-         SELECT * FROM UNNEST($1::text[], $2::uuid[])
-         ON CONFLICT DO NOTHING RETURNING event_hash",
-    )
-    .bind(&hashes)
-    .bind(&sessions)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(fresh.into_iter().collect())
-}
-
-/// Loads (and locks) light mode's stored state of `sessions`.
-pub async fn load_agent_states(
-    tx: &mut Transaction<'_, Postgres>,
-    sessions: &[Uuid],
-) -> Result<HashMap<Uuid, Value>, sqlx::Error> {
-    let rows: Vec<(Uuid, Value)> = sqlx::query_as(
-        "SELECT session_id, state FROM agent_sessions WHERE session_id = ANY($1)
-         ORDER BY session_id FOR UPDATE",
-    )
-    .bind(sessions)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows.into_iter().collect())
-}
-
-/// One session's state to store: (session, tenant, events applied, state).
-pub type AgentStateWrite<'a> = (Uuid, &'a str, i64, Value);
-
-pub async fn save_agent_states(
-    tx: &mut Transaction<'_, Postgres>,
-    states: &[AgentStateWrite<'_>],
-) -> Result<(), sqlx::Error> {
-    if states.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = states.iter().map(|s| s.0).collect();
-    let tenants: Vec<&str> = states.iter().map(|s| s.1).collect();
-    let counts: Vec<i64> = states.iter().map(|s| s.2).collect();
-    let values: Vec<&Value> = states.iter().map(|s| &s.3).collect();
-    sqlx::query(
-        "INSERT INTO agent_sessions (session_id, tenant_id, version, event_count, state)
-         SELECT id, t, 1, n, s FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::jsonb[]) AS u(id, t, n, s)
-         ON CONFLICT (session_id) DO UPDATE SET state = EXCLUDED.state,
-             event_count = EXCLUDED.event_count,
-             version = agent_sessions.version + 1, updated_at = now()",
-    )
-    .bind(&ids)
-    .bind(&tenants)
-    .bind(&counts)
-    .bind(&values)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
 
 /// The final state of one insight after a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +28,7 @@ pub struct InsightWrite {
 /// Writes insights; one row per (session, type, dedup key), whatever
 /// happened to it before.
 pub async fn upsert_insights(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     rows: &[InsightWrite],
 ) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
@@ -139,7 +69,7 @@ pub async fn upsert_insights(
     .bind(&raised)
     .bind(&seen)
     .bind(&resolved)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -149,7 +79,8 @@ pub async fn upsert_insights(
 pub async fn session_progress(pool: &PgPool, session: Uuid) -> Result<(i64, i64), sqlx::Error> {
     sqlx::query_as(
         "SELECT (SELECT count(*) FROM events WHERE session_id = $1),
-                coalesce((SELECT event_count FROM agent_sessions WHERE session_id = $1), 0)",
+                coalesce((SELECT applied FROM consumer_state
+                          WHERE consumer = 'agent' AND session_id = $1), 0)",
     )
     .bind(session)
     .fetch_one(pool)
@@ -225,7 +156,7 @@ pub struct PerformanceWrite {
 /// change is left untouched (its `computed_at` too), so a re-delivered
 /// session-ended record changes nothing.
 pub async fn replace_performance(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     tenant: &str,
     session: Uuid,
     rows: &[PerformanceWrite],
@@ -238,7 +169,7 @@ pub async fn replace_performance(
     )
     .bind(session)
     .bind(&names)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     for r in rows {
         sqlx::query(
@@ -279,7 +210,7 @@ pub async fn replace_performance(
         .bind(r.cost_usd)
         .bind(r.tokens_per_successful_action)
         .bind(r.cost_per_successful_action)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
     }
     Ok(())
@@ -288,7 +219,7 @@ pub async fn replace_performance(
 /// Stores the session's report; an identical report leaves the row (and
 /// its `generated_at`) untouched.
 pub async fn upsert_report(
-    tx: &mut Transaction<'_, Postgres>,
+    conn: &mut PgConnection,
     tenant: &str,
     session: Uuid,
     report: &Value,
@@ -303,7 +234,7 @@ pub async fn upsert_report(
     .bind(session)
     .bind(tenant)
     .bind(report)
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
