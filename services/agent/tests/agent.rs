@@ -10,6 +10,7 @@ use achilles_api::Application;
 use achilles_core::config::Settings;
 use achilles_core::secrecy::SecretString;
 use achilles_core::topics::{Topic, Topics};
+use achilles_core::wire::headers;
 use achilles_core::wire::insight::{InsightRecord, Transition};
 use achilles_core::wire::session_ended::SessionEnded;
 use achilles_processor::ProcessorService;
@@ -576,4 +577,67 @@ async fn the_same_failing_command_in_a_loop_raises_a_loop_insight() {
         .get(ACME, "/v1/insights/recent?status=resolved&limit=1")
         .await;
     assert_eq!(recent["insights"][0]["type"], "command_loop");
+}
+
+/// A record whose insight Postgres refuses for good (a trigger plays the
+/// part of, say, an index row over the size limit) is parked on the
+/// dead-letter topic with the reason, and light mode goes on with the
+/// session's other events instead of retrying forever.
+#[tokio::test]
+async fn a_record_whose_insight_postgres_refuses_is_parked_and_light_mode_goes_on() {
+    let st = spawn_stack().await;
+    for sql in [
+        "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.dedup_key = 'make poison' THEN
+             RAISE EXCEPTION 'refused: %', NEW.dedup_key USING ERRCODE = '22023';
+           END IF;
+           RETURN NEW;
+         END $$",
+        "CREATE TRIGGER refuse_poison BEFORE INSERT ON insights
+         FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    ] {
+        sqlx::query(sql)
+            .execute(&st.db.pool)
+            .await
+            .expect("trigger");
+    }
+    let sid = "0190b3a2-7c1e-7a51-9d7e-00000000d0ff";
+    st.start(sid).await;
+    let fail = |t: i64| {
+        (
+            t,
+            "command",
+            json!({"command": "make poison", "exit_code": 2}),
+        )
+    };
+    st.send(sid, &[fail(0), fail(10), fail(20)]).await;
+    st.send(
+        sid,
+        &[
+            (30, "file_edit", json!({"path": "src/lib.rs"})),
+            (
+                40,
+                "command",
+                json!({"command": "make poison", "exit_code": 0}),
+            ),
+        ],
+    )
+    .await;
+    // The third failure (the one that raises the refused insight) is parked;
+    // the other four events are applied.
+    st.wait_applied(sid, 4).await;
+    let dlq = read_topic(
+        &st.settings.kafka.brokers,
+        &st.topics.name(Topic::DeadLetter),
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(dlq.len(), 1, "exactly one record parked");
+    assert_eq!(
+        dlq[0].header(headers::DLQ_REASON_CODE),
+        Some("database_rejected")
+    );
+    assert!(st.insights(sid, "command_loop").await.is_empty());
 }

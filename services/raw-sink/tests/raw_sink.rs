@@ -300,16 +300,90 @@ async fn replaying_the_topic_creates_no_duplicates() {
 }
 
 fn spawn_binary(s: &Settings) -> KillOnDrop {
-    spawn_service(
-        env!("CARGO_BIN_EXE_achilles-raw-sink"),
-        s,
-        &[
-            ("ACHILLES_SINK__GROUP_ID", &s.sink.group_id),
-            ("ACHILLES_SINK__GATE_GROUP_ID", &s.sink.gate_group_id),
-            ("ACHILLES_SINK__METRICS_LISTEN", "127.0.0.1:0"),
-            ("ACHILLES_CONSUMER__BATCH_MAX_RECORDS", "100"),
-        ],
-    )
+    spawn_binary_with(s, &[])
+}
+
+fn spawn_binary_with(s: &Settings, extra: &[(&str, &str)]) -> KillOnDrop {
+    let mut env = vec![
+        ("ACHILLES_SINK__GROUP_ID", s.sink.group_id.as_str()),
+        (
+            "ACHILLES_SINK__GATE_GROUP_ID",
+            s.sink.gate_group_id.as_str(),
+        ),
+        ("ACHILLES_SINK__METRICS_LISTEN", "127.0.0.1:0"),
+        ("ACHILLES_CONSUMER__BATCH_MAX_RECORDS", "100"),
+    ];
+    env.extend_from_slice(extra);
+    spawn_service(env!("CARGO_BIN_EXE_achilles-raw-sink"), s, &env)
+}
+
+/// SIGTERM while Postgres is failing: landing gives up on the batch in hand
+/// at the shutdown deadline and stores no position past it (it used to
+/// commit the consumer's fetch position on the way out, and a restart went
+/// on from there). Restarted with Postgres back, every event lands, once.
+#[tokio::test]
+async fn sigterm_while_postgres_fails_loses_no_event() {
+    const N: i64 = 2000;
+    let t = spawn_sink(false).await;
+    let (sid, envs) = session_envelopes(N as usize);
+    let name = t.topics.name(Topic::Events);
+    let publish = |part: &[Envelope]| {
+        let sends: Vec<_> = part
+            .iter()
+            .map(|e| encode_envelope(e).unwrap())
+            .map(|p| {
+                let name = name.clone();
+                let sid = sid.clone();
+                let producer = t.producer.clone();
+                async move {
+                    producer
+                        .send(
+                            FutureRecord::to(&name).key(&sid).payload(&p),
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|(e, _)| e)
+                }
+            })
+            .collect();
+        futures::future::join_all(sends)
+    };
+    for r in publish(&envs[..envs.len() / 2]).await {
+        r.expect("produce");
+    }
+    let fast = [
+        ("ACHILLES_CONSUMER__SHUTDOWN_DEADLINE_MS", "1500"),
+        ("ACHILLES_CONSUMER__RETRY_BACKOFF_MS", "100"),
+    ];
+    let mut child = spawn_binary_with(&t.settings, &fast);
+    let landed = format!("SELECT count(*) FROM events WHERE session_id = '{sid}'");
+    eventually(Duration::from_secs(60), "some events landed", || async {
+        (t.count(&landed).await > 0).then_some(())
+    })
+    .await;
+    t.db.cut().await;
+    for r in publish(&envs[envs.len() / 2..]).await {
+        r.expect("produce");
+    }
+    assert!(
+        child.terminate(Duration::from_secs(30)),
+        "the sink stops by itself within its shutdown deadline"
+    );
+    t.db.restore().await;
+    let mut child = spawn_binary(&t.settings);
+    eventually(Duration::from_secs(60), "every event landed", || async {
+        (t.count(&landed).await == N).then_some(())
+    })
+    .await;
+    child.kill();
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(DISTINCT event_hash) FROM events WHERE session_id = '{sid}'"
+        ))
+        .await,
+        N
+    );
 }
 
 #[tokio::test]

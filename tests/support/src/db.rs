@@ -36,6 +36,45 @@ impl TestDb {
         Self { url, name, pool }
     }
 
+    async fn admin(&self) -> sqlx::PgConnection {
+        let opts = PgConnectOptions::from_str(&self.url).expect("test database url parses");
+        opts.database("postgres")
+            .connect()
+            .await
+            .expect("connect to the server's postgres database")
+    }
+
+    /// Postgres goes away for this database: new connections are refused
+    /// and open ones are dropped. Only this test's database is affected,
+    /// so tests running beside it keep their Postgres.
+    pub async fn cut(&self) {
+        let mut admin = self.admin().await;
+        let quoted = format!("\"{}\"", self.name.replace('"', "\"\""));
+        sqlx::query(&format!(
+            "ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS false"
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("refuse connections");
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&self.name)
+            .execute(&mut admin)
+            .await
+            .expect("drop connections");
+    }
+
+    /// Postgres is back for this database.
+    pub async fn restore(&self) {
+        let mut admin = self.admin().await;
+        let quoted = format!("\"{}\"", self.name.replace('"', "\"\""));
+        sqlx::query(&format!(
+            "ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS true"
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("allow connections");
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.pool)

@@ -100,6 +100,26 @@ impl KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+
+    /// SIGTERM (a graceful stop, as Kubernetes or `make down` sends), then
+    /// waits up to `within` for the process to exit; returns whether it
+    /// exited by itself (it is killed otherwise).
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let pid = self.0.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + within;
+        while sent && Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
 }
 
 impl Drop for KillOnDrop {

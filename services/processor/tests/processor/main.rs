@@ -1,6 +1,9 @@
 //! Integration tests of the stream processor against a real broker and
 //! Postgres: known answers for a scripted session, order independence,
-//! duplicates, crash recovery under SIGKILL and scale-out to two instances.
+//! duplicates, crash recovery under SIGKILL and scale-out to two instances;
+//! the consumer runtime's guarantees are in [`runtime`].
+
+mod runtime;
 
 use std::time::Duration;
 
@@ -15,7 +18,7 @@ use achilles_core::wire::{encode_envelope, headers, Envelope, Record};
 use achilles_processor::ProcessorService;
 use achilles_test_support::{
     eventually, read_topic, settings, shared_brokers, spawn_service, unique_prefix, KillOnDrop,
-    TestDb,
+    PrivateBroker, TestDb,
 };
 use chrono::{DateTime, Duration as Span, Utc};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -27,12 +30,19 @@ struct World {
     settings: Settings,
     topics: Topics,
     producer: FutureProducer,
-    stops: Vec<oneshot::Sender<()>>,
+    stops: Vec<(
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<std::io::Result<()>>,
+    )>,
 }
 
 async fn world() -> World {
+    world_on(&shared_brokers()).await
+}
+
+async fn world_on(brokers: &str) -> World {
     let db = TestDb::fresh().await;
-    let mut s = settings(&db, &shared_brokers(), &unique_prefix());
+    let mut s = settings(&db, brokers, &unique_prefix());
     s.processor.group_id = format!("{}processor", s.kafka.topic_prefix);
     s.processor.metrics_listen = "127.0.0.1:0".into();
     s.consumer.batch_max_records = 200;
@@ -56,13 +66,26 @@ impl World {
             .await
             .expect("processor builds");
         let (tx, rx) = oneshot::channel::<()>();
-        tokio::spawn(svc.run_until(async move {
+        let task = tokio::spawn(svc.run_until(async move {
             let _ = rx.await;
         }));
-        self.stops.push(tx);
+        self.stops.push((tx, task));
+    }
+
+    /// Stops the in-process processors and waits until they have.
+    async fn stop_processors(&mut self) {
+        for (tx, task) in self.stops.drain(..) {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
     }
 
     async fn publish(&self, envs: &[Envelope]) {
+        self.publish_to(envs, None).await;
+    }
+
+    /// Publishes to one partition, or by key when `partition` is `None`.
+    async fn publish_to(&self, envs: &[Envelope], partition: Option<i32>) {
         let name = self.topics.name(Topic::Events);
         let payloads: Vec<(String, Vec<u8>)> = envs
             .iter()
@@ -76,10 +99,11 @@ impl World {
         let sends: Vec<_> = payloads
             .iter()
             .map(|(k, p)| {
-                self.producer.send(
-                    FutureRecord::to(&name).key(k).payload(p),
-                    Duration::from_secs(30),
-                )
+                let mut r = FutureRecord::to(&name).key(k).payload(p);
+                if let Some(n) = partition {
+                    r = r.partition(n);
+                }
+                self.producer.send(r, Duration::from_secs(30))
             })
             .collect();
         for r in futures::future::join_all(sends).await {
@@ -333,15 +357,20 @@ fn workload(sc: &Script, sessions: usize, per_session: usize) -> Vec<Envelope> {
 }
 
 fn spawn_binary(s: &Settings) -> KillOnDrop {
-    spawn_service(
-        env!("CARGO_BIN_EXE_achilles-processor"),
-        s,
-        &[
-            ("ACHILLES_PROCESSOR__GROUP_ID", &s.processor.group_id),
-            ("ACHILLES_PROCESSOR__METRICS_LISTEN", "127.0.0.1:0"),
-            ("ACHILLES_CONSUMER__BATCH_MAX_RECORDS", "50"),
-        ],
-    )
+    spawn_binary_with(s, &[])
+}
+
+fn spawn_binary_with(s: &Settings, extra: &[(&str, &str)]) -> KillOnDrop {
+    let mut env = vec![
+        (
+            "ACHILLES_PROCESSOR__GROUP_ID",
+            s.processor.group_id.as_str(),
+        ),
+        ("ACHILLES_PROCESSOR__METRICS_LISTEN", "127.0.0.1:0"),
+        ("ACHILLES_CONSUMER__BATCH_MAX_RECORDS", "50"),
+    ];
+    env.extend_from_slice(extra);
+    spawn_service(env!("CARGO_BIN_EXE_achilles-processor"), s, &env)
 }
 
 #[tokio::test]
