@@ -76,6 +76,10 @@ export_service_env() {
   export ACHILLES_API__LISTEN=${ACHILLES_API__LISTEN:-127.0.0.1:8080}
   export ACHILLES_DEV_API_KEY=${ACHILLES_DEV_API_KEY:-achilles-dev-key}
   export ACHILLES_LOG_FORMAT=${ACHILLES_LOG_FORMAT:-pretty}
+  # The local broker (Tansu) spends CPU per partition and request rather than
+  # per byte: 8 partitions cost it ~4x the CPU of 2 at the same event rate
+  # (bench/README.md). One instance of each consumer needs no more than 2.
+  export ACHILLES_KAFKA__PARTITIONS=${ACHILLES_KAFKA__PARTITIONS:-2}
   # The CLI's side of the same contract.
   export ACHILLES_API_URL=${ACHILLES_API_URL:-$(api_url_from_listen "$ACHILLES_API__LISTEN")}
   export ACHILLES_API_KEY=${ACHILLES_API_KEY:-$ACHILLES_DEV_API_KEY}
