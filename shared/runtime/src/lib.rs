@@ -6,7 +6,8 @@
 //!   Postgres (landing, processor, light mode): a service implements
 //!   [`Stage`], the runtime owns positions, decoding, ownership, dedup,
 //!   state, the outbox and the error dispositions. The argument for
-//!   exactly-once is written there, once.
+//!   exactly-once is written there, once; [`stage`] is what a service
+//!   implements.
 //! * [`consumer_loop`] — the at-least-once loop for idempotent handlers
 //!   (the intake gate, deep mode, webhook fan-out).
 //! * [`positions`] — positions in Postgres and the check that they still
@@ -36,13 +37,16 @@ pub mod positions;
 pub mod sessions;
 pub mod settings;
 pub mod shutdown;
+pub mod stage;
 mod store;
 pub mod trace;
+mod transaction;
 
 pub use consumer_loop::{BatchHandler, ConsumerLoop, LoopSettings, StepReport};
 pub use context::ConsumerCtx;
 pub use dead_letter::{DeadLetterSink, Rejected};
 pub use error::{HandlerError, StepError};
-pub use exactly_once::{ExactlyOnce, Input, Refused, Stage, StepSettings, WriteCtx};
+pub use exactly_once::{ExactlyOnce, StepSettings};
 pub use sessions::Session;
 pub use shutdown::Shutdown;
+pub use stage::{Input, Refused, Stage, WriteCtx};
