@@ -55,8 +55,11 @@ impl Counters {
             self.weighted_agent_actions += weight(ev.kind());
         }
         if let Payload::LlmCall(c) = &ev.payload {
-            self.input_tokens += c.input_tokens as i64;
-            self.output_tokens += c.output_tokens as i64;
+            // Validation keeps each count below 2^53; the sums saturate
+            // rather than wrap, however long the session.
+            let (i, o) = (c.input_tokens, c.output_tokens);
+            self.input_tokens = self.input_tokens.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
+            self.output_tokens = self.output_tokens.saturating_add(i64::try_from(o).unwrap_or(i64::MAX));
             self.cost_usd += c.cost_usd.unwrap_or(0.0);
         }
         self.first_t = Some(self.first_t.map_or(t, |f| f.min(t)));
