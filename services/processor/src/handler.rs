@@ -25,7 +25,7 @@ use achilles_core::topics::{Topic, Topics};
 use achilles_core::wire::codec::EncodeError;
 use achilles_core::wire::session_ended::SessionEnded;
 use achilles_core::wire::Record;
-use achilles_runtime::exactly_once::{from_json, to_json};
+use achilles_runtime::stage::{from_json, to_json};
 use achilles_runtime::{Input, Refused, Session, Stage, StepError, WriteCtx};
 
 use crate::db::clusters::TemplateDelta;
