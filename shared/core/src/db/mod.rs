@@ -8,11 +8,13 @@ pub mod analysis;
 pub mod clusters;
 pub mod derived;
 mod events;
+pub mod keys;
 pub mod offsets;
 pub mod outbox;
 mod sessions;
 
 pub use events::{insert_events, list_events, EventCursor, EventRow, InsertOutcome};
+pub use keys::{index_key, MAX_INDEXED_NAME_BYTES, MAX_INDEX_KEY_BYTES};
 pub use sessions::{
     apply_session_ends, ensure_placeholders, get_session, session_owners, upsert_session_starts,
     SessionRow,
