@@ -61,5 +61,10 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             timeout,
         ))
+        // Outermost: also sees the timeout layer's 503s.
+        .layer(axum::middleware::map_response_with_state(
+            api.retry_after_secs,
+            crate::error::retry_after,
+        ))
         .with_state(state)
 }

@@ -6,6 +6,7 @@
 //! submission, so code that holds one never has to check it again.
 
 mod event;
+mod idempotency;
 mod ids;
 mod limits;
 mod payload;
@@ -13,6 +14,7 @@ mod session;
 pub mod submission;
 
 pub use event::{Actor, Event, EventKind};
+pub use idempotency::IdempotencyKey;
 pub use ids::{EventId, SessionId, TenantId};
 pub use limits::Limits;
 pub use payload::{
