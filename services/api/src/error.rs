@@ -93,8 +93,10 @@ pub struct ErrorDetail {
     /// dependency_failed, internal_error.
     pub code: String,
     pub message: String,
+    /// For `validation_failed` the list of problems (`field`, `code`,
+    /// `message`); for `all_rejected` the batch's per-event results.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub details: Option<Value>,
 }
 

@@ -271,10 +271,13 @@ pub async fn ingest_batch(
 
 /// Starts a session.
 #[utoipa::path(post, path = "/v1/sessions/start", tag = "ingest",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "A UUIDv7 created once per call and sent on every retry: the session id (start, when the body has none) and the start/end time (when absent) are derived from it, so a retry has no second effect")),
     request_body = SessionStartSubmission,
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 202, description = "Broker acknowledged the session start", body = SessionAccepted),
+        (status = 400, description = "Not JSON, or an Idempotency-Key that is not a UUIDv7", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid submission", body = crate::error::ErrorBody),
         (status = 503, description = "Kafka unavailable; retry", body = crate::error::ErrorBody),
@@ -314,10 +317,13 @@ pub async fn start_session(
 
 /// Ends a session.
 #[utoipa::path(post, path = "/v1/sessions/end", tag = "ingest",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "A UUIDv7 created once per call and sent on every retry: the session id (start, when the body has none) and the start/end time (when absent) are derived from it, so a retry has no second effect")),
     request_body = SessionEndSubmission,
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 202, description = "Broker acknowledged the session end", body = SessionAccepted),
+        (status = 400, description = "Not JSON, or an Idempotency-Key that is not a UUIDv7", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid submission", body = crate::error::ErrorBody),
         (status = 503, description = "Kafka unavailable; retry", body = crate::error::ErrorBody),

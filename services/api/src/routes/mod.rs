@@ -1,6 +1,7 @@
 //! The router: every route, its layers, and nothing else.
 
 mod analysis;
+mod extract;
 mod health;
 mod ingest;
 mod read;

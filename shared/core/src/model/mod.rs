@@ -16,7 +16,7 @@ pub mod submission;
 pub use event::{Actor, Event, EventKind};
 pub use idempotency::IdempotencyKey;
 pub use ids::{EventId, SessionId, TenantId};
-pub use limits::Limits;
+pub use limits::{Limits, MAX_RECORD_BYTES, MAX_WINDOW_SECS};
 pub use payload::{
     AgentAction, CallStatus, Command, ErrorEvent, FileEdit, LlmCall, Payload, TestRun, ToolCall,
     UserMessage,
