@@ -72,7 +72,6 @@ pub fn assert_round_trip(record: Record) {
         bytes,
         "encoding is deterministic"
     );
-    let via_intake =
-        decode_intake(&bytes, &tenant(), now(), &limits()).expect("the gate reads it");
+    let via_intake = decode_intake(&bytes, &tenant(), now(), &limits()).expect("the gate reads it");
     assert_eq!(via_intake, env.record, "the gate reads the same record");
 }

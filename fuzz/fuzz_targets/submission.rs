@@ -26,7 +26,11 @@ fuzz_target!(|data: &[u8]| {
         }
         a
     };
-    assert_eq!(same_ids(first.clone(), &second), second, "validation is deterministic");
+    assert_eq!(
+        same_ids(first.clone(), &second),
+        second,
+        "validation is deterministic"
+    );
     let l = common::limits();
     for r in first {
         if let Record::Event(e) = r {
