@@ -8,7 +8,7 @@ ARGS ?=
 # Dashboards for make check-dashboards (file names without .json); empty = all.
 DASHBOARDS ?=
 
-.PHONY: help up down status logs demo test bench tune-postgres fmt lint build clean-stack check-dashboards check-rules validate-helm
+.PHONY: help up down status logs demo test bench tune-postgres fmt lint build clean-stack check-dashboards check-rules validate-helm schemathesis fuzz
 
 help: ## List the targets
 	@echo "Achilles make targets:"
@@ -31,6 +31,12 @@ demo: ## Bring the stack up and push one demo session through the pipeline
 
 test: ## Run the workspace tests against Postgres and Tansu (CI=true adds a fmt check)
 	bash scripts/test.sh $(ARGS)
+
+schemathesis: ## schemathesis against /openapi.json of an API of its own (free port, own database and topics); docs/testing.md
+	bash scripts/schemathesis.sh $(ARGS)
+
+fuzz: ## Run every cargo-fuzz target for FUZZ_SECONDS (default 600) each; docs/testing.md
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 check-dashboards: ## Real Prometheus + demo workload: every Grafana panel must show data (DASHBOARDS="overview api")
 	bash scripts/check-dashboards.sh $(DASHBOARDS)

@@ -58,17 +58,21 @@ impl Client {
 
     /// Sends a request; returns the JSON body of a 2xx, else a `CliError`
     /// carrying the API's error code and message. `Ok(Err(secs))` is a 503
-    /// with its `Retry-After`, for callers that retry.
+    /// or 429 with its `Retry-After`, for callers that retry.
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<&Value>,
+        idempotency_key: Option<&str>,
     ) -> Result<Result<Value, u64>, CliError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url).bearer_auth(&self.key);
         if let Some(b) = body {
             req = req.json(b);
+        }
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
         }
         let resp = req.send().await.map_err(|source| CliError::Connect {
             url: self.base.clone(),
@@ -88,7 +92,7 @@ impl Client {
         if status.is_success() {
             return Ok(Ok(json));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             if let Some(secs) = retry_after {
                 return Ok(Err(secs));
             }
@@ -104,8 +108,12 @@ impl Client {
         })
     }
 
-    /// Like [`call`](Self::call) but retries 503s up to `attempts` times,
-    /// honouring `Retry-After`.
+    /// Like [`call`](Self::call) but retries up to `attempts` times: 503s
+    /// and 429s after their `Retry-After`, and requests whose response was
+    /// lost (connection refused, reset or closed) after a short back-off.
+    /// Every call the CLI makes is safe to repeat: events are deduplicated
+    /// by their hash, and session start/end go through
+    /// [`call_idempotent`](Self::call_idempotent).
     pub async fn call_retrying(
         &self,
         method: Method,
@@ -113,14 +121,37 @@ impl Client {
         body: Option<&Value>,
         attempts: u32,
     ) -> Result<Value, CliError> {
+        self.call_idempotent(method, path, body, attempts, None)
+            .await
+    }
+
+    /// [`call_retrying`](Self::call_retrying) sending the same
+    /// `Idempotency-Key` on every attempt, so a retry after a lost response
+    /// has no second effect (the API derives the session id and the start
+    /// or end time from the key).
+    pub async fn call_idempotent(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        attempts: u32,
+        key: Option<&str>,
+    ) -> Result<Value, CliError> {
         for attempt in 1..=attempts {
-            match self.call(method.clone(), path, body).await? {
-                Ok(v) => return Ok(v),
-                Err(secs) if attempt < attempts => {
-                    eprintln!("API busy (503); retrying in {secs}s ({attempt}/{attempts})");
+            let last = attempt == attempts;
+            match self.call(method.clone(), path, body, key).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(secs)) if !last => {
+                    eprintln!("API busy; retrying in {secs}s ({attempt}/{attempts})");
                     tokio::time::sleep(Duration::from_secs(secs.max(1))).await;
                 }
-                Err(_) => break,
+                Ok(Err(_)) => break,
+                Err(CliError::Connect { source, .. }) if !last => {
+                    let wait = Duration::from_millis(250 << attempt.min(4));
+                    eprintln!("no answer from the API ({source}); retrying in {wait:?} ({attempt}/{attempts})");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
             }
         }
         Err(CliError::Api {
@@ -129,5 +160,92 @@ impl Client {
             message: format!("the API stayed unavailable after {attempts} attempts"),
             details: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Reads one HTTP request (headers and a Content-Length body).
+    async fn read_request(sock: &mut tokio::net::TcpStream) -> String {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = sock.read(&mut chunk).await.unwrap();
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len = text
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + len || n == 0 {
+                    return text;
+                }
+            }
+            if n == 0 {
+                return text;
+            }
+        }
+    }
+
+    fn header<'a>(req: &'a str, name: &str) -> Option<&'a str> {
+        req.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    /// The first attempt reaches the server but its response is lost; the
+    /// retry carries the same Idempotency-Key and the same body.
+    #[tokio::test]
+    async fn a_lost_response_is_retried_with_the_same_key_and_body() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let (mut first, _) = listener.accept().await.unwrap();
+            seen.push(read_request(&mut first).await);
+            drop(first); // processed, but the answer never arrives
+            let (mut second, _) = listener.accept().await.unwrap();
+            seen.push(read_request(&mut second).await);
+            let body =
+                r#"{"session_id":"0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e5f","status":"accepted"}"#;
+            let resp = format!(
+                "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            second.write_all(resp.as_bytes()).await.unwrap();
+            seen
+        });
+        let client = Client::new(&format!("http://{addr}"), "achilles-dev-key");
+        let key = uuid::Uuid::now_v7().to_string();
+        let body = json!({"agent_name": "claude-code"});
+        let v = client
+            .call_idempotent(
+                Method::POST,
+                "/v1/sessions/start",
+                Some(&body),
+                3,
+                Some(&key),
+            )
+            .await
+            .unwrap();
+        assert_eq!(v["status"], "accepted");
+        let seen = server.await.unwrap();
+        assert_eq!(seen.len(), 2);
+        for req in &seen {
+            assert_eq!(header(req, "idempotency-key"), Some(key.as_str()), "{req}");
+        }
+        let body_of = |r: &str| r.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+        assert_eq!(body_of(&seen[0]), body_of(&seen[1]));
     }
 }

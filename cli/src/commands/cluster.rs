@@ -54,3 +54,64 @@ pub fn run(a: ClusterArgs) -> Result<(), CliError> {
     }
     out.flush().map_err(io)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Properties of the masker this command (and the processor) relies
+    //! on, through `achilles_cluster`'s public API; the `mask` fuzz target
+    //! (docs/testing.md) checks the same at scale.
+    use achilles_cluster::{mask, template_of, Clusterer, Config, Masker};
+    use proptest::prelude::*;
+
+    fn message() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,120}",
+            "[a-z0-9 .:/=,;()\\[\\]{}|@#'\"`~_+-]{0,120}",
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    "error",
+                    "at",
+                    "0x1f",
+                    "10.0.0.1:22",
+                    "/usr/lib/x.so",
+                    "'q'",
+                    "\"a b\"",
+                    "key=value",
+                    "Sat",
+                    "Jul",
+                    "12:16:49",
+                    "42",
+                    "KB",
+                    "http://h/x",
+                    "::1",
+                    "..",
+                    "é",
+                    "𝄞",
+                ]),
+                0..20,
+            )
+            .prop_map(|w| w.join(" ")),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        #[test]
+        fn masking_is_pure_and_every_entry_point_agrees(msg in message()) {
+            let masked = mask(&msg);
+            prop_assert_eq!(&mask(&msg), &masked);
+            let mut out = String::new();
+            Masker::new().mask_into(&msg, &mut out);
+            prop_assert_eq!(&out, &masked);
+            let template = template_of(&msg);
+            prop_assert_eq!(template.text(), masked.as_str());
+            let mut c = Clusterer::new(Config::default());
+            let id = c.observe(&msg);
+            prop_assert!(c.template(id).is_some());
+            c.rebuild();
+            let again = c.observe(&msg);
+            prop_assert!(c.template(again).is_some());
+        }
+    }
+}

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
 use crate::client::{CliError, Client};
 
@@ -54,15 +55,27 @@ pub async fn run(client: &Client, cmd: SessionCommand) -> Result<(), CliError> {
                 })
                 .transpose()?;
             let body = json!({"id": id, "agent_name": agent, "agent_model": model, "source": source, "metadata": metadata});
+            // One key for every attempt: a retry after a lost response gets
+            // the same session (and start time), not a second one.
+            let key = Uuid::now_v7().to_string();
             let v = client
-                .call_retrying(Method::POST, "/v1/sessions/start", Some(&body), 5)
+                .call_idempotent(
+                    Method::POST,
+                    "/v1/sessions/start",
+                    Some(&body),
+                    5,
+                    Some(&key),
+                )
                 .await?;
             println!("{}", v["session_id"].as_str().unwrap_or_default());
         }
         SessionCommand::End { id, status } => {
             let body = json!({"session_id": id, "status": status});
+            // The end time is derived from the key: every attempt ends the
+            // session at the same instant.
+            let key = Uuid::now_v7().to_string();
             client
-                .call_retrying(Method::POST, "/v1/sessions/end", Some(&body), 5)
+                .call_idempotent(Method::POST, "/v1/sessions/end", Some(&body), 5, Some(&key))
                 .await?;
             eprintln!("session {id} ended ({status})");
         }

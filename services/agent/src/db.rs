@@ -109,8 +109,10 @@ pub async fn action_stats(pool: &PgPool, session: Uuid) -> Result<ActionStats, s
                     ('file_edit', 'command', 'test_run', 'tool_call', 'llm_call', 'agent_action')) AS agent_actions,
                 count(*) FILTER (WHERE actor = 'agent' AND is_failure AND kind IN
                     ('file_edit', 'command', 'test_run', 'tool_call', 'llm_call', 'agent_action')) AS failed_agent_actions,
-                coalesce(sum(coalesce((data->>'input_tokens')::bigint, 0) + coalesce((data->>'output_tokens')::bigint, 0))
-                    FILTER (WHERE kind = 'llm_call'), 0)::bigint AS tokens,
+                -- numeric sum, saturated to bigint: a long session of calls at
+                -- the validated maximum would overflow it.
+                least(coalesce(sum(coalesce((data->>'input_tokens')::numeric, 0) + coalesce((data->>'output_tokens')::numeric, 0))
+                    FILTER (WHERE kind = 'llm_call'), 0), 9223372036854775807)::bigint AS tokens,
                 -- numeric sums exactly, whatever the row order: re-runs agree.
                 coalesce(sum((data->>'cost_usd')::numeric) FILTER (WHERE kind = 'llm_call'), 0)::float8 AS cost_usd
          FROM events WHERE session_id = $1",

@@ -641,3 +641,91 @@ async fn a_record_whose_insight_postgres_refuses_is_parked_and_light_mode_goes_o
     );
     assert!(st.insights(sid, "command_loop").await.is_empty());
 }
+
+/// `n` bytes of text that does not compress (Postgres compresses long
+/// index entries, so repetitive text would hide an oversized key).
+fn incompressible(n: usize) -> String {
+    let mut s = String::with_capacity(n + 32);
+    while s.len() < n {
+        s.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    s.truncate(n);
+    s
+}
+
+/// The agent's tables take what validation admits at its maximum: token
+/// sums of many maximum-size calls saturate instead of failing deep mode's
+/// query, an insight keyed by the longest path fits its unique index once
+/// the key is bounded (the raw key is what used to be refused and wedge
+/// light mode), and the longest admissible name fits the verdicts' key.
+#[tokio::test]
+async fn maximum_size_values_fit_the_agents_tables() {
+    use achilles_agent::db::{action_stats, upsert_insights, InsightWrite};
+    use achilles_core::db::{index_key, MAX_INDEXED_NAME_BYTES};
+
+    let db = TestDb::fresh().await;
+    let sid = uuid::Uuid::now_v7();
+    let now = Utc::now();
+    let max = achilles_core::error::MAX_SAFE_INTEGER as i64;
+    sqlx::query("INSERT INTO sessions (id, tenant_id, agent_name) VALUES ($1, 'acme', 'x')")
+        .bind(sid)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO events (id, event_hash, tenant_id, session_id, occurred_at, ingested_at,
+                             kind, actor, is_failure, data)
+         SELECT gen_random_uuid(), md5(i::text) || md5(i::text), 'acme', $1, $2, $2,
+                'llm_call', 'agent', false,
+                jsonb_build_object('provider', 'p', 'model', 'm', 'status', 'ok',
+                                   'input_tokens', $3::bigint, 'output_tokens', $3::bigint,
+                                   'cost_usd', 1e6)
+         FROM generate_series(1, 1100) AS i",
+    )
+    .bind(sid)
+    .bind(now)
+    .bind(max)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let stats = action_stats(&db.pool, sid).await.unwrap();
+    assert_eq!(stats.tokens, i64::MAX);
+    assert_eq!(stats.cost_usd, 1.1e9);
+
+    let path = incompressible(4096);
+    let insight = |key: &str| InsightWrite {
+        id: uuid::Uuid::new_v4(),
+        tenant: "acme".into(),
+        session_id: sid,
+        insight_type: "agent_churn".into(),
+        dedup_key: key.into(),
+        severity: "warning".into(),
+        status: "open".into(),
+        title: format!("Agent churn on {path}"),
+        detail: path.clone(),
+        evidence: json!({"file": path}),
+        raised_at: now,
+        last_seen_at: now,
+        resolved_at: None,
+    };
+    let mut tx = db.pool.begin().await.unwrap();
+    let raw = upsert_insights(&mut tx, &[insight(&path)]).await;
+    assert!(raw.is_err(), "a raw 4 KiB key exceeds the B-tree row limit");
+    drop(tx);
+    let mut tx = db.pool.begin().await.unwrap();
+    upsert_insights(&mut tx, &[insight(&index_key(&path))])
+        .await
+        .expect("a bounded key fits");
+    tx.commit().await.unwrap();
+
+    let longest = incompressible(MAX_INDEXED_NAME_BYTES);
+    sqlx::query(
+        "INSERT INTO agent_performance (tenant_id, session_id, agent_name, total_actions,
+             induced_error_count) VALUES ('acme', $1, $2, 0, 0)",
+    )
+    .bind(sid)
+    .bind(&longest)
+    .execute(&db.pool)
+    .await
+    .expect("a maximum-length name fits the primary key");
+}

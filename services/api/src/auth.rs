@@ -1,12 +1,14 @@
 //! The `Tenant` extractor: resolves the caller's API key to a tenant.
 //!
 //! Accepted forms: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-//! The tenant is never read from a request body.
+//! The tenant is never read from a request body. Resolving the tenant also
+//! charges its request quota, so every authenticated route is limited.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use achilles_core::model::TenantId;
+use achilles_core::quota::Kind;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,11 +31,14 @@ impl FromRequestParts<AppState> for Tenant {
             .or_else(|| parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
-        state
+        let tenant = state
             .keys()
             .tenant_for(presented)
             .cloned()
-            .map(Tenant)
-            .ok_or(ApiError::Unauthorized)
+            .ok_or(ApiError::Unauthorized)?;
+        // Every authenticated request costs one token of the tenant's
+        // request bucket (events are charged by the batch handler).
+        state.quotas().try_take(&tenant, Kind::Requests, 1)?;
+        Ok(Tenant(tenant))
     }
 }

@@ -7,6 +7,7 @@
 //! {"error": {"code": "unauthorized", "message": "...", "details": ...}}
 //! ```
 
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,6 +16,7 @@ use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use achilles_core::publisher::PublishError;
+use achilles_core::quota::Throttled;
 use achilles_core::ValidationErrors;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,27 @@ pub enum ApiError {
     /// request is not retried as is, and nothing of it was published.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The tenant's request or event bucket is empty: retry after
+    /// `Retry-After`. Nothing of the request was processed.
+    #[error("rate limited: {0}")]
+    RateLimited(Throttled),
+    /// `Idempotency-Key` is not a UUIDv7.
+    #[error("{0}")]
+    BadIdempotencyKey(String),
+}
+
+impl From<Throttled> for ApiError {
+    fn from(t: Throttled) -> Self {
+        if t.never {
+            // Waiting cannot help: the batch is larger than the bucket.
+            Self::PayloadTooLarge(format!(
+                "the batch has more events than your burst of {} ({}/s); send smaller batches",
+                t.burst, t.per_sec
+            ))
+        } else {
+            Self::RateLimited(t)
+        }
+    }
 }
 
 impl From<PublishError> for ApiError {
@@ -65,13 +88,15 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable code: unauthorized, not_found, invalid_json, invalid_id,
-    /// invalid_request, payload_too_large, batch_too_large,
-    /// validation_failed, all_rejected, unavailable, dependency_failed,
-    /// internal_error.
+    /// invalid_request, invalid_idempotency_key, payload_too_large,
+    /// validation_failed, all_rejected, rate_limited, unavailable,
+    /// dependency_failed, internal_error.
     pub code: String,
     pub message: String,
+    /// For `validation_failed` the list of problems (`field`, `code`,
+    /// `message`); for `all_rejected` the batch's per-event results.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub details: Option<Value>,
 }
 
@@ -86,6 +111,8 @@ impl ApiError {
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Dependency(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::BadIdempotencyKey(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -100,6 +127,8 @@ impl ApiError {
             Self::Unavailable(_) => "unavailable",
             Self::Dependency(_) => "dependency_failed",
             Self::Internal(_) => "internal_error",
+            Self::RateLimited(_) => "rate_limited",
+            Self::BadIdempotencyKey(_) => "invalid_idempotency_key",
         }
     }
 
@@ -139,16 +168,51 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Unavailable(_) | Self::Dependency(_) => {
-                // Clients (and the CLI) back off by this much; a small
-                // constant is honest, since we cannot know when Kafka
-                // recovers.
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+            Self::RateLimited(t) => {
+                // Whole seconds, rounded up: retrying earlier is refused.
+                let secs = t.retry_after.as_secs() + u64::from(t.retry_after.subsec_nanos() > 0);
+                let secs = secs.max(1).to_string();
+                let policy = format!(
+                    "{};w=1;burst={};name={}",
+                    t.per_sec,
+                    t.burst,
+                    t.kind.as_str()
+                );
+                for (name, value) in [
+                    (header::RETRY_AFTER.as_str(), secs.clone()),
+                    (RATELIMIT_LIMIT, t.per_sec.to_string()),
+                    (RATELIMIT_REMAINING, "0".to_owned()),
+                    (RATELIMIT_RESET, secs),
+                    (RATELIMIT_POLICY, policy),
+                ] {
+                    if let Ok(v) = HeaderValue::from_str(&value) {
+                        headers.insert(name, v);
+                    }
+                }
             }
+            // Every 503 (these and the request timeout's) gets its
+            // `Retry-After` from `api.retry_after_secs` in `retry_after`.
             _ => {}
         }
         resp
     }
+}
+
+/// The IETF RateLimit header fields, sent with every 429.
+pub const RATELIMIT_LIMIT: &str = "ratelimit-limit";
+pub const RATELIMIT_REMAINING: &str = "ratelimit-remaining";
+pub const RATELIMIT_RESET: &str = "ratelimit-reset";
+pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
+
+/// Gives every 503 `Retry-After: api.retry_after_secs`: clients (and the
+/// CLI) back off by this much. A constant is honest, since we cannot know
+/// when Kafka or Postgres recovers.
+pub async fn retry_after(State(secs): State<u64>, mut resp: Response) -> Response {
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }
 
 #[cfg(test)]
@@ -182,10 +246,35 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unavailable_carries_retry_after() {
+    #[tokio::test]
+    async fn every_503_carries_the_configured_retry_after() {
         let resp = ApiError::Unavailable(PublishError::QueueFull).into_response();
+        let resp = retry_after(State(7), resp).await;
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+        let ok = retry_after(State(7), StatusCode::OK.into_response()).await;
+        assert!(ok.headers().get(header::RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn throttled_is_429_with_rate_limit_headers_or_413_when_it_never_fits() {
+        use achilles_core::quota::Kind;
+        let t = Throttled {
+            kind: Kind::Events,
+            per_sec: 100,
+            burst: 200,
+            retry_after: std::time::Duration::from_millis(1_500),
+            never: false,
+        };
+        let resp = ApiError::from(t.clone()).into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        let h = resp.headers();
+        assert_eq!(h[header::RETRY_AFTER], "2");
+        assert_eq!(h[RATELIMIT_LIMIT], "100");
+        assert_eq!(h[RATELIMIT_REMAINING], "0");
+        assert_eq!(h[RATELIMIT_RESET], "2");
+        assert_eq!(h[RATELIMIT_POLICY], "100;w=1;burst=200;name=events");
+        let never = ApiError::from(Throttled { never: true, ..t });
+        assert_eq!(never.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

@@ -11,8 +11,10 @@
 
 mod auth;
 mod error;
+mod idempotency;
 mod observe;
 mod openapi;
+mod ready;
 mod recent;
 mod routes;
 mod state;
@@ -25,6 +27,7 @@ use std::time::Duration;
 use achilles_core::auth::KeyStore;
 use achilles_core::config::Settings;
 use achilles_core::publisher::Publisher;
+use achilles_core::quota::Quotas;
 use achilles_core::topics::Topics;
 use achilles_core::{db, kafka};
 use tokio::net::TcpListener;
@@ -39,6 +42,10 @@ pub struct Application {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    #[error("{0}")]
+    Config(#[from] achilles_core::config::ConfigError),
+    #[error("quotas: {0}")]
+    Quotas(#[from] achilles_core::quota::QuotaConfigError),
     #[error("cannot bind {addr}: {source}")]
     Bind {
         addr: String,
@@ -58,7 +65,9 @@ impl Application {
     /// `/readyz`) while its dependencies are still coming up.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         achilles_core::metrics::init_series(&[]);
+        settings.check()?;
         let keys = KeyStore::from_settings(&settings.auth)?;
+        let quotas = Quotas::new(&settings.quotas, keys.tenants())?;
         if keys.is_empty() {
             tracing::warn!("no API keys configured: every request will get 401");
         }
@@ -77,9 +86,12 @@ impl Application {
                 source,
             })?;
         let recent = recent::RecentHashes::new(settings.api.recent_hashes);
+        let ready = ready::ReadyCache::new(Duration::from_millis(settings.api.ready_cache_ms));
         let state = AppState {
             inner: Arc::new(state::Inner {
                 recent,
+                quotas,
+                ready,
                 settings,
                 pool,
                 publisher,

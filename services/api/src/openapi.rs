@@ -27,7 +27,7 @@ use crate::routes::*;
         achilles_core::db::analysis::ClusterRow, achilles_core::db::analysis::ClusterSessionRow,
         achilles_core::ValidationError, crate::error::ErrorBody, crate::error::ErrorDetail,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &CommonResponses),
     tags(
         (name = "ingest", description = "Write path: validated, hashed, acknowledged by Kafka before 202."),
         (name = "read", description = "Tenant-scoped reads from Postgres."),
@@ -50,6 +50,70 @@ impl Modify for Security {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// Answers every authenticated operation can give, documented once here
+/// rather than on each handler: 400 (malformed id or query), 401, 429 (the
+/// tenant's quota, with its headers), 503 (a dependency, with
+/// `Retry-After`), and 413 wherever there is a request body.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, ResponseBuilder, Type};
+        let int_header = |d: &str| {
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some(d))
+                .build()
+        };
+        let text_header = |d: &str| {
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(d))
+                .build()
+        };
+        let error = |d: &str| {
+            ResponseBuilder::new().description(d).content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+        };
+        let retry_after = || int_header("Seconds to wait before retrying");
+        let throttled = error("The tenant's request or event quota is exhausted (per replica); retry after Retry-After")
+            .header("Retry-After", retry_after())
+            .header("RateLimit-Limit", int_header("Tokens per second of the bucket that refused"))
+            .header("RateLimit-Remaining", int_header("Tokens left (0)"))
+            .header("RateLimit-Reset", int_header("Seconds until enough tokens are back"))
+            .header("RateLimit-Policy", text_header("<per_sec>;w=1;burst=<burst>;name=<requests|events>"))
+            .build();
+        let unavailable = error("A dependency (Kafka or Postgres) is unavailable, or the request timed out; retry after Retry-After")
+            .header("Retry-After", retry_after())
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                if !authenticated {
+                    continue;
+                }
+                let has_body = op.request_body.is_some();
+                let r = &mut op.responses.responses;
+                let mut add = |code: &str, resp: utoipa::openapi::Response| {
+                    r.entry(code.to_owned()).or_insert_with(|| resp.into());
+                };
+                add("400", error("Malformed id, query or body").build());
+                add("401", error("Missing or unknown API key").build());
+                add("429", throttled.clone());
+                add("503", unavailable.clone());
+                if has_body {
+                    add("413", error("Body or batch too large").build());
+                }
+            }
+        }
     }
 }
 
@@ -93,5 +157,30 @@ mod tests {
         ] {
             assert!(params.contains(&name), "{name} missing from {params:?}");
         }
+    }
+
+    #[test]
+    fn every_authenticated_operation_documents_429_and_503() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                if op.get("security").is_none() {
+                    continue;
+                }
+                checked += 1;
+                for code in ["400", "401", "429", "503"] {
+                    assert!(
+                        op["responses"].get(code).is_some(),
+                        "{method} {path} lacks {code}"
+                    );
+                }
+                let h = &op["responses"]["429"]["headers"];
+                assert!(h.get("Retry-After").is_some() && h.get("RateLimit-Limit").is_some());
+            }
+        }
+        assert_eq!(checked, 11);
+        let start = &doc["paths"]["/v1/sessions/start"]["post"];
+        assert_eq!(start["parameters"][0]["name"], "Idempotency-Key");
     }
 }

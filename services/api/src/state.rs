@@ -5,8 +5,10 @@ use std::sync::Arc;
 use achilles_core::auth::KeyStore;
 use achilles_core::config::Settings;
 use achilles_core::publisher::Publisher;
+use achilles_core::quota::Quotas;
 use sqlx::PgPool;
 
+use crate::ready::ReadyCache;
 use crate::recent::RecentHashes;
 
 #[derive(Clone)]
@@ -20,6 +22,8 @@ pub(crate) struct Inner {
     pub publisher: Publisher,
     pub keys: KeyStore,
     pub recent: RecentHashes,
+    pub quotas: Quotas,
+    pub ready: ReadyCache,
 }
 
 impl AppState {
@@ -41,5 +45,13 @@ impl AppState {
 
     pub fn recent(&self) -> &RecentHashes {
         &self.inner.recent
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.inner.quotas
+    }
+
+    pub fn ready(&self) -> &ReadyCache {
+        &self.inner.ready
     }
 }

@@ -11,7 +11,8 @@ use achilles_core::config::Settings;
 use achilles_core::secrecy::SecretString;
 use achilles_raw_sink::RawSink;
 use achilles_test_support::{
-    eventually, read_topic, settings, shared_brokers, unique_prefix, PrivateBroker, TestDb,
+    eventually, read_topic, settings, shared_brokers, unique_prefix, LossyProxy, PrivateBroker,
+    TestDb,
 };
 use chrono::Utc;
 use reqwest::StatusCode;
@@ -40,11 +41,20 @@ fn stop_signal() -> (
 }
 
 async fn spawn_app_on(brokers: &str, with_sink: bool) -> TestApp {
+    spawn_app_with(brokers, with_sink, |_| {}).await
+}
+
+async fn spawn_app_with(
+    brokers: &str,
+    with_sink: bool,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let db = TestDb::fresh().await;
     let mut s = settings(&db, brokers, &unique_prefix());
     s.auth.keys = SecretString::from(format!("acme={ACME_KEY},globex={GLOBEX_KEY}"));
     s.api.max_batch_events = 50;
     s.api.max_body_bytes = 256 * 1024;
+    tweak(&mut s);
     let app = Application::build(s.clone()).await.expect("api builds");
     let base = format!("http://{}", app.local_addr());
     let mut stops = Vec::new();
@@ -628,4 +638,359 @@ async fn a_callers_trace_reaches_the_kafka_record_and_the_consumers_log() {
     )
     .await;
     assert_eq!(received, 5);
+}
+
+/// One tenant floods the API far beyond its quota: it gets 429s with
+/// Retry-After and the limit in headers, while another tenant's requests
+/// keep getting 202 at normal latency.
+#[tokio::test]
+async fn one_tenant_flooding_does_not_starve_another() {
+    let app = spawn_app_with(&shared_brokers(), false, |s| {
+        s.quotas.tenants.insert(
+            "acme".into(),
+            achilles_core::config::TenantQuota {
+                requests_per_sec: Some(20),
+                requests_burst: Some(20),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let sid = uuid::Uuid::now_v7().to_string();
+    let batch =
+        || json!({"session_id": sid, "events": [{"occurred_at": now(), "kind": "user_message"}]});
+    // Warm up the producer (first publish fetches metadata).
+    let (status, body, _) = app
+        .post(Some(GLOBEX_KEY), "/v1/events/batch", &batch())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+
+    let flood = {
+        let (http, base) = (app.http.clone(), app.base.clone());
+        let body = batch();
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            let mut throttled_headers = None;
+            for _ in 0..10 {
+                let reqs = (0..40).map(|_| {
+                    http.post(format!("{base}/v1/events/batch"))
+                        .bearer_auth(ACME_KEY)
+                        .json(&body)
+                        .send()
+                });
+                for r in futures::future::join_all(reqs).await {
+                    let r = r.expect("request");
+                    if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                        throttled_headers.get_or_insert(r.headers().clone());
+                    }
+                    statuses.push(r.status());
+                }
+            }
+            (statuses, throttled_headers)
+        })
+    };
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let (status, body, _) = app
+            .post(Some(GLOBEX_KEY), "/v1/events/batch", &batch())
+            .await;
+        worst = worst.max(started.elapsed());
+        assert_eq!(
+            status,
+            StatusCode::ACCEPTED,
+            "the other tenant is served: {body}"
+        );
+    }
+    let (statuses, headers) = flood.await.unwrap();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert!(
+        throttled >= 300,
+        "{throttled} of 400 flood requests throttled"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::ACCEPTED || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(
+        worst < Duration::from_millis(1_000),
+        "slowest request of the other tenant: {worst:?}"
+    );
+    let h = headers.expect("a 429");
+    assert!(h["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(h["ratelimit-limit"], "20");
+    assert_eq!(h["ratelimit-remaining"], "0");
+    assert_eq!(h["ratelimit-policy"], "20;w=1;burst=20;name=requests");
+    let metrics = achilles_core::metrics::render();
+    assert!(
+        metrics.contains(
+            r#"achilles_quota_decisions_total{kind="requests",outcome="throttled",tenant="acme"}"#
+        ),
+        "{metrics}"
+    );
+}
+
+/// A batch of more events than the tenant's event bucket holds now is 429;
+/// more than the bucket can ever hold is 413.
+#[tokio::test]
+async fn the_events_quota_counts_events_not_requests() {
+    let app = spawn_app_with(&shared_brokers(), false, |s| {
+        s.quotas.events_per_sec = 1;
+        s.quotas.events_burst = 10;
+    })
+    .await;
+    let sid = uuid::Uuid::now_v7().to_string();
+    let events = |n: usize| -> Vec<Value> {
+        (0..n).map(|i| json!({"occurred_at": now(), "kind": "agent_action", "data": {"action": format!("a{i}")}})).collect()
+    };
+    let (status, body, _) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/events/batch",
+            &json!({"session_id": sid, "events": events(8)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body, headers) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/events/batch",
+            &json!({"session_id": sid, "events": events(8)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(headers["ratelimit-policy"], "1;w=1;burst=10;name=events");
+    let (status, body, _) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/events/batch",
+            &json!({"session_id": sid, "events": events(11)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+}
+
+/// A start and an end whose responses are lost are retried with the same
+/// Idempotency-Key: one session, one end time.
+#[tokio::test]
+async fn retried_start_and_end_after_a_lost_response_have_one_effect() {
+    let app = spawn_app().await;
+    let api: std::net::SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let proxy = LossyProxy::start(api).await;
+    // A fresh connection per request, so each attempt meets the proxy.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let via_proxy = |path: &str, key: &str, body: &Value| {
+        http.post(format!("http://{}{path}", proxy.addr))
+            .bearer_auth(ACME_KEY)
+            .header("idempotency-key", key)
+            .json(body)
+            .send()
+    };
+    let start_key = uuid::Uuid::now_v7().to_string();
+    let start = json!({"agent_name": "claude-code", "source": "cli"});
+    proxy.lose_next(1);
+    assert!(
+        via_proxy("/v1/sessions/start", &start_key, &start)
+            .await
+            .is_err(),
+        "lost"
+    );
+    let resp = via_proxy("/v1/sessions/start", &start_key, &start)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let sid = resp.json::<Value>().await.unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let end_key = uuid::Uuid::now_v7().to_string();
+    let end = json!({"session_id": sid, "status": "completed"});
+    proxy.lose_next(1);
+    assert!(
+        via_proxy("/v1/sessions/end", &end_key, &end).await.is_err(),
+        "lost"
+    );
+    let resp = via_proxy("/v1/sessions/end", &end_key, &end).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(proxy.lost(), 2, "both first attempts reached the API");
+
+    // Kafka got every attempt, all identical; Postgres has one session
+    // with the end time the key carries.
+    let topics = achilles_core::topics::Topics::new(app.settings.kafka.topic_prefix.clone());
+    let records = read_topic(
+        &app.settings.kafka.brokers,
+        &topics.name(achilles_core::topics::Topic::Events),
+        4,
+        Duration::from_secs(30),
+    )
+    .await;
+    let limits = achilles_core::model::Limits::default();
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
+    for r in &records {
+        match achilles_core::wire::decode_envelope(&r.payload, &limits)
+            .unwrap()
+            .record
+        {
+            achilles_core::wire::Record::SessionStart(s) => {
+                starts.push((s.session_id.to_string(), s.started_at))
+            }
+            achilles_core::wire::Record::SessionEnd(e) => {
+                ends.push((e.session_id.to_string(), e.ended_at))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(starts.len(), 2);
+    assert_eq!(starts[0], starts[1], "the retry published the same start");
+    assert_eq!(starts[0].0, sid);
+    assert_eq!(ends.len(), 2);
+    assert_eq!(ends[0], ends[1], "the retry published the same end");
+    let key_time = achilles_core::model::IdempotencyKey::parse(&end_key)
+        .unwrap()
+        .time();
+    assert_eq!(ends[0].1, key_time);
+
+    let session = eventually(Duration::from_secs(30), "the session ended", || async {
+        let (_, s) = app.get(ACME_KEY, &format!("/v1/sessions/{sid}")).await;
+        (s["status"] == "completed").then_some(s)
+    })
+    .await;
+    let ended: chrono::DateTime<Utc> = session["ended_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(ended, key_time);
+    assert_eq!(
+        app.db.count("SELECT count(*) FROM sessions").await,
+        1,
+        "one session"
+    );
+
+    // A key that is not a UUIDv7 is refused before anything is published.
+    let (status, body, _) = {
+        let resp = app
+            .http
+            .post(format!("{}/v1/sessions/start", app.base))
+            .bearer_auth(ACME_KEY)
+            .header("idempotency-key", "retry-1")
+            .json(&start)
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json::<Value>().await.unwrap(), ())
+    };
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_idempotency_key");
+}
+
+/// `/readyz` is unauthenticated: many probes cost one dependency check per
+/// cache period, not one each.
+#[tokio::test]
+async fn readyz_answers_from_a_cached_check() {
+    let app = spawn_app_with(&shared_brokers(), false, |s| s.api.ready_cache_ms = 60_000).await;
+    for _ in 0..30 {
+        let (status, body) = app.get(ACME_KEY, "/readyz").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let metrics = achilles_core::metrics::render();
+    assert!(
+        metrics.contains("achilles_readiness_checks_total{service=\"api\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+/// Every 503 tells the client to come back after `api.retry_after_secs`:
+/// a read while Postgres is unreachable, and a request that timed out.
+#[tokio::test]
+async fn every_503_carries_the_configured_retry_after() {
+    let app = spawn_app_with(&shared_brokers(), false, |s| {
+        s.api.retry_after_secs = 7;
+        s.database.url = SecretString::from("postgres://postgres@127.0.0.1:1/nowhere");
+        s.database.acquire_timeout_ms = 500;
+    })
+    .await;
+    let resp = app
+        .http
+        .get(format!("{}/v1/sessions/{}", app.base, uuid::Uuid::now_v7()))
+        .bearer_auth(ACME_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "7");
+    let resp = app
+        .http
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["retry-after"], "7");
+}
+
+/// The dev key is off unless configured; configured, it is a key like any.
+#[tokio::test]
+async fn the_dev_key_works_only_when_enabled() {
+    let dev = achilles_core::config::DEV_API_KEY;
+    let off = spawn_app_on(&shared_brokers(), false).await;
+    let (status, _, _) = off
+        .post(Some(dev), "/v1/sessions/start", &json!({"agent_name": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "off by default");
+    let on = spawn_app_with(&shared_brokers(), false, |s| {
+        s.auth.dev_api_key = SecretString::from(dev);
+    })
+    .await;
+    let (status, body, _) = on
+        .post(Some(dev), "/v1/sessions/start", &json!({"agent_name": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // Too short a dev key is a start-up error, like any short key.
+    let db = TestDb::fresh().await;
+    let mut s = settings(&db, &shared_brokers(), &unique_prefix());
+    s.auth.dev_api_key = SecretString::from("dev");
+    assert!(Application::build(s).await.is_err());
+}
+
+/// Every text at its maximum size passes over HTTP and lands.
+#[tokio::test]
+async fn maximum_size_events_are_accepted_and_land() {
+    let app = spawn_app_with(&shared_brokers(), true, |s| {
+        s.api.max_body_bytes = 1024 * 1024
+    })
+    .await;
+    let l = achilles_core::model::Limits::default();
+    let sid = app.start_session(ACME_KEY).await;
+    let text = |n: usize| "ü".repeat(n / 2);
+    let mut attrs = serde_json::Map::new();
+    attrs.insert("k".into(), json!(text(l.max_attributes_bytes - 10)));
+    let max = achilles_core::error::MAX_SAFE_INTEGER;
+    let events = json!([
+        {"occurred_at": now(), "kind": "error", "attributes": attrs, "data": {
+            "message": text(l.max_message_bytes), "stack_trace": text(l.max_stack_trace_bytes),
+            "file": text(l.max_path_bytes), "error_type": text(l.max_name_bytes), "line": u32::MAX}},
+        {"occurred_at": now(), "kind": "command", "data": {"command": text(l.max_path_bytes),
+            "exit_code": i32::MIN, "duration_ms": max, "output": text(l.max_stack_trace_bytes)}},
+        {"occurred_at": now(), "kind": "llm_call", "data": {"provider": text(l.max_name_bytes),
+            "model": text(l.max_name_bytes), "status": "ok", "input_tokens": max,
+            "output_tokens": max, "cost_usd": 1e6, "latency_ms": max}},
+    ]);
+    let (status, body, _) = app
+        .post(
+            Some(ACME_KEY),
+            "/v1/events/batch",
+            &json!({"session_id": sid, "events": events}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["accepted"], 3, "{body}");
+    app.wait_landed(&sid, 3).await;
 }

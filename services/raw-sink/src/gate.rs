@@ -9,15 +9,28 @@
 //! broker acknowledged both the republished and the dead-lettered records.
 //! A republished record carries its intake record's trace context, so the
 //! producer's trace continues into landing and processing.
+//!
+//! The gate applies each tenant's events quota (`[quotas]`, the same
+//! buckets as the API's `/v1/events/batch`), but where the API answers 429
+//! the gate *waits*: an over-quota producer's records are republished as
+//! its tokens come back, never dropped. Each tenant's records of a batch
+//! wait on their own, so tenants within quota are republished at once even
+//! when another tenant in the same batch is over. A batch waits at most
+//! about `batch_max_records / events_per_sec` seconds; keep that well below
+//! the consumer's `max.poll.interval.ms` (300 s).
+
+use std::collections::BTreeMap;
 
 use chrono::Utc;
+use opentelemetry::trace::SpanContext;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 
 use achilles_core::auth::KeyStore;
 use achilles_core::error::Classify;
 use achilles_core::metrics;
-use achilles_core::model::Limits;
+use achilles_core::model::{Limits, TenantId};
 use achilles_core::publisher::{Encoded, Publisher};
+use achilles_core::quota::{Kind, Quotas};
 use achilles_core::telemetry;
 use achilles_core::wire::intake::decode_intake;
 use achilles_core::wire::{headers, Envelope};
@@ -31,6 +44,14 @@ pub struct Gate {
     pub publisher: Publisher,
     pub dead_letters: DeadLetterSink,
     pub limits: Limits,
+    pub quotas: Quotas,
+}
+
+/// One tenant's valid records of a batch, in their original order.
+#[derive(Default)]
+struct TenantRecords {
+    records: Vec<Encoded>,
+    contexts: Vec<Option<SpanContext>>,
 }
 
 fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
@@ -43,8 +64,7 @@ fn header<'a>(m: &'a OwnedMessage, name: &str) -> Option<&'a str> {
 impl BatchHandler for Gate {
     async fn handle(&self, batch: &[OwnedMessage]) -> Result<(), HandlerError> {
         let now = Utc::now();
-        let mut accepted = Vec::with_capacity(batch.len());
-        let mut contexts = Vec::with_capacity(batch.len());
+        let mut accepted: BTreeMap<&TenantId, TenantRecords> = BTreeMap::new();
         let mut rejected = Vec::new();
         for m in batch {
             metrics::CONSUMED.with_label_values(&[NAME, "intake"]).inc();
@@ -69,8 +89,9 @@ impl BatchHandler for Gate {
                 });
             match decoded {
                 Ok(encoded) => {
-                    accepted.push(encoded);
-                    contexts.push(telemetry::kafka_context(m));
+                    let group = accepted.entry(tenant).or_default();
+                    group.records.push(encoded);
+                    group.contexts.push(telemetry::kafka_context(m));
                 }
                 Err((reason_code, reason)) => rejected.push(Rejected {
                     message: m,
@@ -79,10 +100,18 @@ impl BatchHandler for Gate {
                 }),
             }
         }
-        if !accepted.is_empty() {
-            // Each record keeps its own trace; one without a context gets
-            // this batch's.
-            self.publisher.publish_each(&accepted, &contexts).await?;
+        // Every tenant's records wait for that tenant's tokens on their
+        // own, then go out; each record keeps its own trace (one without a
+        // context gets this batch's).
+        let published = accepted.into_iter().map(|(tenant, group)| async move {
+            let n = u32::try_from(group.records.len()).unwrap_or(u32::MAX);
+            self.quotas.take(tenant, Kind::Events, n).await;
+            self.publisher
+                .publish_each(&group.records, &group.contexts)
+                .await
+        });
+        for result in futures::future::join_all(published).await {
+            result?;
         }
         if !rejected.is_empty() {
             self.dead_letters.send(&rejected).await?;

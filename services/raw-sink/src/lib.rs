@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 use achilles_core::auth::KeyStore;
 use achilles_core::config::Settings;
 use achilles_core::publisher::Publisher;
+use achilles_core::quota::Quotas;
 use achilles_core::topics::{Topic, Topics};
 use achilles_core::{db as core_db, kafka};
 
@@ -57,12 +58,17 @@ pub enum StartupError {
     Keys(#[from] achilles_core::auth::KeyConfigError),
     #[error("cannot bind the ops listener: {0}")]
     Bind(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(#[from] achilles_core::config::ConfigError),
+    #[error("quotas: {0}")]
+    Quotas(#[from] achilles_core::quota::QuotaConfigError),
 }
 
 impl RawSink {
     /// Connects, creates topics if configured, subscribes both loops.
     pub async fn build(s: Settings) -> Result<Self, StartupError> {
         achilles_core::metrics::init_series(&[landing::NAME, gate::NAME]);
+        s.check()?;
         let topics = Topics::new(s.kafka.topic_prefix.clone());
         if s.kafka.create_topics {
             kafka::ensure_topics(&s.kafka, &topics).await?;
@@ -98,8 +104,11 @@ impl RawSink {
             gate::NAME,
             &[&topics.name(Topic::Intake)],
         )?;
+        let keys = KeyStore::from_settings(&s.auth)?;
+        let quotas = Quotas::new(&s.quotas, keys.tenants())?;
         let gate = gate::Gate {
-            keys: KeyStore::from_settings(&s.auth)?,
+            quotas,
+            keys,
             publisher: Publisher::new(producer.clone(), &topics),
             dead_letters: DeadLetterSink::new(
                 producer.clone(),

@@ -37,10 +37,15 @@ struct TestSink {
 /// A fresh database and topic prefix; the sink runs in-process unless
 /// `in_process` is false (the SIGKILL test runs the real binary).
 async fn spawn_sink(in_process: bool) -> TestSink {
+    spawn_sink_with(in_process, |_| {}).await
+}
+
+async fn spawn_sink_with(in_process: bool, tweak: impl FnOnce(&mut Settings)) -> TestSink {
     let db = TestDb::fresh().await;
     let mut s = settings(&db, &shared_brokers(), &unique_prefix());
     s.auth.keys = SecretString::from(format!("acme={ACME_KEY}"));
     s.consumer.batch_max_records = 200;
+    tweak(&mut s);
     let topics = Topics::new(s.kafka.topic_prefix.clone());
     achilles_core::kafka::ensure_topics(&s.kafka, &topics)
         .await
@@ -471,5 +476,154 @@ async fn sigkill_mid_stream_then_restart_leaves_exactly_one_row_per_event() {
         commands.as_array().unwrap().len() as i64,
         N,
         "every distinct event is there"
+    );
+}
+
+/// `n` bytes of text that does not compress (Postgres compresses long
+/// index entries, so repetitive text would hide an oversized key).
+fn incompressible(n: usize) -> String {
+    let mut s = String::with_capacity(n + 32);
+    while s.len() < n {
+        s.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    s.truncate(n);
+    s
+}
+
+/// Every text at its validated maximum, and enough calls at the maximum
+/// token count to overflow an i64 sum, go through the encoder, landing and
+/// the events and sessions indexes: none of it is refused or wedges
+/// anything. (The agent's tables: services/agent/tests.)
+#[tokio::test]
+async fn maximum_size_values_land_and_fit_every_index() {
+    let t = spawn_sink(true).await;
+    let l = Limits::default();
+    let now = Utc::now();
+    let tenant = acme();
+    let ctx = Context {
+        tenant: &tenant,
+        now,
+        limits: &l,
+    };
+    // Multi-byte characters: the limits are in bytes.
+    let name = "é".repeat(l.max_name_bytes / 2);
+    let mut metadata = serde_json::Map::new();
+    metadata.insert(
+        "k".into(),
+        json!(incompressible(l.max_attributes_bytes - 10)),
+    );
+    let start: SessionStartSubmission = from_json(json!({"agent_name": name,
+        "agent_model": name, "metadata": metadata}))
+    .unwrap();
+    let start = start.validate(ctx).unwrap();
+    let sid = start.session_id;
+    let path = incompressible(l.max_path_bytes);
+    let max = achilles_core::error::MAX_SAFE_INTEGER;
+    let mut data = vec![
+        (
+            "file_edit",
+            json!({"path": path, "lines_added": u32::MAX, "lines_removed": u32::MAX}),
+        ),
+        (
+            "error",
+            json!({"message": incompressible(l.max_message_bytes),
+            "stack_trace": incompressible(l.max_stack_trace_bytes), "file": path,
+            "error_type": name, "line": u32::MAX}),
+        ),
+        (
+            "command",
+            json!({"command": incompressible(l.max_path_bytes), "exit_code": i32::MIN,
+            "duration_ms": max, "output": incompressible(l.max_stack_trace_bytes)}),
+        ),
+    ];
+    for _ in 0..1_100 {
+        data.push((
+            "llm_call",
+            json!({"provider": name, "model": name, "status": "ok",
+            "input_tokens": max, "output_tokens": max, "cost_usd": 1e6, "latency_ms": max}),
+        ));
+    }
+    let mut envs = vec![Envelope {
+        ingested_at: now,
+        record: Record::SessionStart(start),
+    }];
+    for (i, (kind, data)) in data.into_iter().enumerate() {
+        let ev: EventSubmission = from_json(json!({"occurred_at": now.to_rfc3339(),
+            "kind": kind, "data": data, "attributes": {"i": i}}))
+        .unwrap();
+        let ev = ev.validate(ctx, Some(sid)).expect("valid at the maximum");
+        envs.push(Envelope {
+            ingested_at: now,
+            record: Record::Event(ev),
+        });
+    }
+    let n = envs.len() as i64 - 1;
+    for e in &envs {
+        let bytes = encode_envelope(e).expect("every valid record encodes");
+        t.produce(Topic::Events, &sid.to_string(), &bytes, None)
+            .await;
+    }
+    eventually(Duration::from_secs(60), "every event lands", || async {
+        (t.count(&format!(
+            "SELECT count(*) FROM events WHERE session_id = '{sid}'"
+        ))
+        .await
+            == n)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        t.count("SELECT count(*) FROM sessions WHERE octet_length(agent_name) = 256")
+            .await,
+        1
+    );
+}
+
+/// The gate applies the events quota by waiting: a producer far over its
+/// quota is slowed down to it, and every one of its records still lands.
+#[tokio::test]
+async fn an_over_quota_intake_producer_is_slowed_down_and_loses_nothing() {
+    let t = spawn_sink_with(true, |s| {
+        s.quotas.events_per_sec = 20;
+        s.quotas.events_burst = 10;
+    })
+    .await;
+    let sid = uuid::Uuid::now_v7().to_string();
+    let started = std::time::Instant::now();
+    for i in 0..80 {
+        let ev = json!({"event": {"session_id": sid, "occurred_at": Utc::now().to_rfc3339(),
+            "kind": "agent_action", "data": {"action": format!("step {i}")}}});
+        t.produce(
+            Topic::Intake,
+            &sid,
+            ev.to_string().as_bytes(),
+            Some(ACME_KEY),
+        )
+        .await;
+    }
+    eventually(Duration::from_secs(60), "all 80 records land", || async {
+        (t.count(&format!(
+            "SELECT count(*) FROM events WHERE session_id = '{sid}'"
+        ))
+        .await
+            == 80)
+            .then_some(())
+    })
+    .await;
+    let took = started.elapsed();
+    // 10 at once, the other 70 at 20/s: at least 3.5 s.
+    assert!(took >= Duration::from_millis(3_400), "{took:?}");
+    let metrics = achilles_core::metrics::render();
+    assert!(
+        metrics.contains(
+            r#"achilles_quota_decisions_total{kind="events",outcome="waited",tenant="acme"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        t.dead_letters_within(1, Duration::from_secs(1))
+            .await
+            .is_empty(),
+        "nothing dead-lettered"
     );
 }

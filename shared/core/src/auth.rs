@@ -30,11 +30,17 @@ pub enum KeyConfigError {
     Malformed(usize),
     #[error("auth.keys entry {index}: {reason}")]
     BadTenant { index: usize, reason: String },
-    #[error("auth.keys entry {0}: keys must be at least 16 characters")]
+    #[error("auth.keys entry {0}: keys must be at least {MIN_KEY_CHARS} characters")]
     TooShort(usize),
+    #[error("auth.dev_api_key must be at least {MIN_KEY_CHARS} characters (or empty: off)")]
+    DevKeyTooShort,
     #[error("the same key is configured for two tenants")]
     Duplicate,
 }
+
+/// The shortest key accepted anywhere, the dev key included: short keys
+/// can be guessed.
+pub const MIN_KEY_CHARS: usize = 16;
 
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
@@ -54,13 +60,16 @@ impl KeyStore {
             let tenant = TenantId::parse(tenant.trim())
                 .map_err(|reason| KeyConfigError::BadTenant { index, reason })?;
             let key = key.trim();
-            if key.len() < 16 {
+            if key.chars().count() < MIN_KEY_CHARS {
                 return Err(KeyConfigError::TooShort(index));
             }
             store.insert(key, tenant)?;
         }
-        let dev = s.dev_api_key.expose_secret();
+        let dev = s.dev_api_key.expose_secret().trim();
         if !dev.is_empty() {
+            if dev.chars().count() < MIN_KEY_CHARS {
+                return Err(KeyConfigError::DevKeyTooShort);
+            }
             let tenant =
                 TenantId::parse(&s.dev_tenant).map_err(|reason| KeyConfigError::BadTenant {
                     index: usize::MAX,
@@ -81,6 +90,11 @@ impl KeyStore {
     /// The tenant a presented key belongs to, if any.
     pub fn tenant_for(&self, presented: &str) -> Option<&TenantId> {
         self.by_digest.get(&digest(presented))
+    }
+
+    /// Every tenant that has a key (repeated if it has several).
+    pub fn tenants(&self) -> impl Iterator<Item = &TenantId> {
+        self.by_digest.values()
     }
 
     pub fn len(&self) -> usize {
@@ -145,6 +159,15 @@ mod tests {
             KeyStore::from_settings(&settings("a=same-key-0123456789,b=same-key-0123456789", ""))
                 .unwrap_err(),
             KeyConfigError::Duplicate
+        );
+        assert_eq!(
+            KeyStore::from_settings(&settings("", "dev-key-short")).unwrap_err(),
+            KeyConfigError::DevKeyTooShort
+        );
+        // Characters, not bytes: eight two-byte characters are too short.
+        assert_eq!(
+            KeyStore::from_settings(&settings("acme=éééééééé", "")).unwrap_err(),
+            KeyConfigError::TooShort(0)
         );
     }
 }

@@ -27,6 +27,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::model::Limits;
+pub use crate::quota::{QuotaSettings, TenantQuota};
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
@@ -40,6 +41,7 @@ pub struct Settings {
     pub processor: ProcessorSettings,
     pub agent: AgentSettings,
     pub validation: Limits,
+    pub quotas: QuotaSettings,
     pub log: LogSettings,
 }
 
@@ -61,7 +63,7 @@ impl Default for DatabaseSettings {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaSettings {
     /// Comma-separated bootstrap servers.
@@ -72,6 +74,10 @@ pub struct KafkaSettings {
     /// can never usefully outnumber it.
     pub partitions: i32,
     pub replication_factor: i32,
+    /// `min.insync.replicas` of the topics the services create: with
+    /// `acks=all`, how many replicas must have a record before it counts as
+    /// acknowledged. At most `replication_factor`.
+    pub min_insync_replicas: i32,
     /// Create missing topics at start-up. Off where topics are managed
     /// elsewhere (e.g. by an operator or Terraform).
     pub create_topics: bool,
@@ -83,8 +89,33 @@ pub struct KafkaSettings {
     pub linger_ms: u64,
     pub session_timeout_ms: u64,
     /// Passed verbatim to librdkafka (e.g. `security.protocol`,
-    /// `sasl.mechanisms`), so TLS/SASL need no code change.
+    /// `sasl.mechanisms`), so TLS/SASL need no code change. It is the
+    /// only route for `sasl.password` and private keys, so its values are
+    /// redacted in `Debug` output (only the keys are shown).
     pub extra: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let extra: BTreeMap<&str, &str> = self
+            .extra
+            .keys()
+            .map(|k| (k.as_str(), "[REDACTED]"))
+            .collect();
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("topic_prefix", &self.topic_prefix)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("min_insync_replicas", &self.min_insync_replicas)
+            .field("create_topics", &self.create_topics)
+            .field("message_timeout_ms", &self.message_timeout_ms)
+            .field("queue_max_messages", &self.queue_max_messages)
+            .field("linger_ms", &self.linger_ms)
+            .field("session_timeout_ms", &self.session_timeout_ms)
+            .field("extra", &extra)
+            .finish()
+    }
 }
 
 impl Default for KafkaSettings {
@@ -94,6 +125,7 @@ impl Default for KafkaSettings {
             topic_prefix: String::new(),
             partitions: 8,
             replication_factor: 1,
+            min_insync_replicas: 1,
             create_topics: true,
             message_timeout_ms: 5_000,
             queue_max_messages: 200_000,
@@ -120,6 +152,9 @@ pub struct ApiSettings {
     /// How many recently accepted event hashes the API remembers to answer
     /// `duplicate` to a retried request (0: never). About 80 bytes each.
     pub recent_hashes: usize,
+    /// `/readyz` answers from a check at most this old, so probes (it is
+    /// unauthenticated) never cost a broker round trip each.
+    pub ready_cache_ms: u64,
 }
 
 impl Default for ApiSettings {
@@ -135,6 +170,7 @@ impl Default for ApiSettings {
             // Fits one hash-set allocation (2^19 buckets at 7/8 load), about
             // 17 MiB per generation.
             recent_hashes: 450_000,
+            ready_cache_ms: 1_000,
         }
     }
 }
@@ -144,8 +180,9 @@ impl Default for ApiSettings {
 pub struct AuthSettings {
     /// `tenant=key` pairs separated by commas.
     pub keys: SecretString,
-    /// A key for the `dev_tenant`, for local use. Empty disables it; the
-    /// Helm chart and compose file set it explicitly.
+    /// A key for the `dev_tenant`, for local use. Empty (the default)
+    /// disables it: it works only where it is set explicitly (`make up`,
+    /// the demo, tests, the compose and Helm examples set [`DEV_API_KEY`]).
     pub dev_api_key: SecretString,
     pub dev_tenant: String,
 }
@@ -154,13 +191,14 @@ impl Default for AuthSettings {
     fn default() -> Self {
         Self {
             keys: SecretString::from(""),
-            dev_api_key: SecretString::from(DEV_API_KEY),
+            dev_api_key: SecretString::from(""),
             dev_tenant: "dev".into(),
         }
     }
 }
 
-/// The documented default development key.
+/// The documented development key (16 characters, the minimum for any
+/// key). Off unless `auth.dev_api_key` / `ACHILLES_DEV_API_KEY` is set.
 pub const DEV_API_KEY: &str = "achilles-dev-key";
 
 /// How every consumer loop batches, retries, stops and keeps state
@@ -408,14 +446,32 @@ impl Default for LogSettings {
 pub struct ConfigError(String);
 
 impl Settings {
-    /// Loads all layers as documented at the top of this module.
+    /// Loads all layers as documented at the top of this module, then
+    /// [`check`](Self::check)s the result.
     pub fn load() -> Result<Self, ConfigError> {
         let file = std::env::var_os("ACHILLES_CONFIG")
             .map(PathBuf::from)
             .or_else(|| Some(PathBuf::from("achilles.toml")).filter(|p| p.exists()));
-        Self::figment(file)
+        let s: Self = Self::figment(file)
             .extract()
-            .map_err(|e| ConfigError(e.to_string()))
+            .map_err(|e| ConfigError(e.to_string()))?;
+        s.check()?;
+        Ok(s)
+    }
+
+    /// Refuses settings that type-check but would break at run time:
+    /// validation limits downstream cannot hold, impossible replication.
+    /// Services call it again when built from settings made in code.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.validation.check().map_err(ConfigError)?;
+        let k = &self.kafka;
+        if k.min_insync_replicas < 1 || k.min_insync_replicas > k.replication_factor {
+            return Err(ConfigError(format!(
+                "kafka.min_insync_replicas ({}) must be between 1 and kafka.replication_factor ({})",
+                k.min_insync_replicas, k.replication_factor
+            )));
+        }
+        Ok(())
     }
 
     pub fn figment(file: Option<PathBuf>) -> Figment {
@@ -528,10 +584,49 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_debug_output() {
-        let s = Settings::default();
+        let mut s = Settings::default();
+        s.auth.dev_api_key = SecretString::from(DEV_API_KEY);
+        s.kafka
+            .extra
+            .insert("sasl.password".into(), "hunter2-sasl-secret".into());
+        s.kafka
+            .extra
+            .insert("ssl.key.password".into(), "tls-key-secret".into());
         let text = format!("{s:?}");
         assert!(!text.contains(DEV_API_KEY), "{text}");
         assert!(!text.contains("postgres://"), "{text}");
+        assert!(!text.contains("hunter2-sasl-secret"), "{text}");
+        assert!(!text.contains("tls-key-secret"), "{text}");
+        assert!(text.contains("sasl.password"), "keys stay visible: {text}");
+    }
+
+    #[test]
+    fn the_dev_key_is_off_unless_set() {
+        assert!(Settings::default()
+            .auth
+            .dev_api_key
+            .expose_secret()
+            .is_empty());
+    }
+
+    #[test]
+    fn check_refuses_unsafe_limits_and_impossible_replication() {
+        assert!(Settings::default().check().is_ok());
+        let mut s = Settings::default();
+        s.validation.max_name_bytes = 10_000;
+        assert!(s
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("max_name_bytes"));
+        let mut s = Settings::default();
+        s.kafka.min_insync_replicas = 2;
+        assert!(s.check().unwrap_err().to_string().contains("min_insync"));
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ACHILLES_VALIDATION__MAX_AGE_SECS", i64::MAX.to_string());
+            assert!(Settings::load().is_err(), "load checks");
+            Ok(())
+        });
     }
 
     #[test]

@@ -70,16 +70,8 @@ pub fn consumer<C: ConsumerContext + 'static>(
 pub async fn ensure_topics(k: &KafkaSettings, topics: &Topics) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = base(k).create()?;
     let names = topics.all_names();
-    let new: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|n| {
-            NewTopic::new(
-                n,
-                k.partitions,
-                TopicReplication::Fixed(k.replication_factor),
-            )
-        })
-        .collect();
+    let min_isr = k.min_insync_replicas.to_string();
+    let new = new_topics(k, &names, &min_isr);
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new, &opts).await? {
         match result {
@@ -94,6 +86,23 @@ pub async fn ensure_topics(k: &KafkaSettings, topics: &Topics) -> Result<(), Kaf
     Ok(())
 }
 
+/// The topics to create, with `min.insync.replicas` from the settings:
+/// together with the producer's `acks=all` it decides how many copies of a
+/// record exist before the API answers 202.
+fn new_topics<'a>(k: &KafkaSettings, names: &'a [String], min_isr: &'a str) -> Vec<NewTopic<'a>> {
+    names
+        .iter()
+        .map(|n| {
+            NewTopic::new(
+                n,
+                k.partitions,
+                TopicReplication::Fixed(k.replication_factor),
+            )
+            .set("min.insync.replicas", min_isr)
+        })
+        .collect()
+}
+
 /// Is at least one broker answering metadata requests? Used by readiness
 /// probes; runs the blocking librdkafka call off the async threads.
 pub async fn broker_reachable(producer: &FutureProducer, timeout: Duration) -> bool {
@@ -104,4 +113,25 @@ pub async fn broker_reachable(producer: &FutureProducer, timeout: Duration) -> b
     })
     .await
     .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_topics_carry_min_insync_replicas_from_config() {
+        let k = KafkaSettings {
+            replication_factor: 3,
+            min_insync_replicas: 2,
+            ..KafkaSettings::default()
+        };
+        let names = Topics::new(String::new()).all_names();
+        let min_isr = k.min_insync_replicas.to_string();
+        let topics = new_topics(&k, &names, &min_isr);
+        assert_eq!(topics.len(), names.len());
+        for t in topics {
+            assert_eq!(t.config, vec![("min.insync.replicas", "2")], "{}", t.name);
+        }
+    }
 }

@@ -10,6 +10,7 @@
 //! * [`topics`] and [`wire`] — typed Kafka topics and their Avro/JSON codecs.
 //! * [`db`] — Postgres access shared by the API (reads) and consumers (writes).
 //! * [`config`], [`telemetry`], [`metrics`] — layered settings, logs, metrics.
+//! * [`quota`] — per-tenant rate limits (token buckets).
 //! * [`kafka`] — broker-agnostic producer/consumer/admin construction.
 //! * [`error`] — error types that know whether they are retryable or belong in
 //!   the dead-letter topic.
@@ -23,6 +24,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod model;
 pub mod publisher;
+pub mod quota;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topics;

@@ -3,7 +3,8 @@
 //! Labels are low-cardinality by construction: routes are axum route
 //! *templates*, reasons are the closed sets of validation and decode codes,
 //! partitions are bounded by the topic's partition count. Never label with
-//! a tenant, session or event id.
+//! a session or event id; the only tenant label (quota metrics) is capped
+//! at `quotas.metric_tenants` names plus `other`.
 //!
 //! Metrics live in one process-wide [`REGISTRY`]; each binary registers all
 //! of them (unused ones simply stay at zero), so dashboards never see a
@@ -12,8 +13,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    CounterVec, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
@@ -104,6 +105,31 @@ pub static PRODUCER_QUEUE: LazyLock<IntGauge> = LazyLock::new(|| {
     IntGauge::new(
         "achilles_kafka_producer_queue_messages",
         "Records waiting in the local producer queue.",
+    )
+    .expect("valid metric")
+});
+
+counter_vec!(
+    READINESS_CHECKS,
+    "achilles_readiness_checks_total",
+    "Dependency checks actually run for /readyz (answers come from a cache refreshed at most every api.ready_cache_ms).",
+    ["service"]
+);
+
+// --- Quotas ------------------------------------------------------------------
+counter_vec!(
+    QUOTA_DECISIONS,
+    "achilles_quota_decisions_total",
+    "Tokens asked of a tenant's bucket (requests or events): admitted at once, throttled (API: answered 429) or waited for (intake gate). Tenant label: the first quotas.metric_tenants tenants by name, the rest `other`.",
+    ["tenant", "kind", "outcome"]
+);
+pub static QUOTA_WAIT: LazyLock<CounterVec> = LazyLock::new(|| {
+    CounterVec::new(
+        Opts::new(
+            "achilles_quota_wait_seconds_total",
+            "Time the intake gate waited for a tenant's event tokens (over-quota records wait, they are not dropped).",
+        ),
+        &["tenant", "kind"],
     )
     .expect("valid metric")
 });
@@ -257,6 +283,9 @@ fn register_all(r: &Registry) {
         Box::new(BACKPRESSURE.clone()),
         Box::new(PRODUCE_LATENCY.clone()),
         Box::new(PRODUCER_QUEUE.clone()),
+        Box::new(READINESS_CHECKS.clone()),
+        Box::new(QUOTA_DECISIONS.clone()),
+        Box::new(QUOTA_WAIT.clone()),
         Box::new(CONSUMED.clone()),
         Box::new(BATCH_SIZE.clone()),
         Box::new(CONSUMER_LAG.clone()),
@@ -319,6 +348,13 @@ pub fn init_series(consumers: &[&str]) {
     }
     for kind in ["same_file", "any_failure"] {
         CORRELATIONS.with_label_values(&[kind]);
+    }
+    for (kind, outcome) in [
+        ("requests", "throttled"),
+        ("events", "throttled"),
+        ("events", "waited"),
+    ] {
+        QUOTA_DECISIONS.with_label_values(&["other", kind, outcome]);
     }
     for d in ["accepted", "too_late"] {
         LATE_EVENTS.with_label_values(&[d]);

@@ -11,10 +11,12 @@
 mod broker;
 mod db;
 mod kafka;
+mod proxy;
 
 pub use broker::PrivateBroker;
 pub use db::TestDb;
 pub use kafka::{read_topic, shared_brokers, TopicRecord};
+pub use proxy::LossyProxy;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -16,6 +16,7 @@ pub mod runaway_cost;
 pub mod stalled;
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use serde::de::DeserializeOwned;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use achilles_core::config::CheckSettings;
+use achilles_core::db::index_key;
 
 use crate::observe::Observed;
 
@@ -69,8 +71,10 @@ pub struct EvalCtx<'a> {
 }
 
 impl EvalCtx<'_> {
+    /// `key` as the check knows it (a raw path or command); open keys are
+    /// stored bounded, see [`achilles_core::db::index_key`].
     pub fn is_open(&self, key: &str) -> bool {
-        self.open.contains(key)
+        self.open.contains(index_key(key).as_ref())
     }
 }
 
@@ -140,10 +144,18 @@ impl<C: Check> Node for C {
     }
 
     fn evaluate(&self, state: &AnyState, ctx: &EvalCtx<'_>) -> Vec<Finding> {
-        state
+        let mut found = state
             .downcast_ref::<C::State>()
             .map(|s| Check::evaluate(self, s, ctx))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // Keys made of producer text (a file path, a command line) can be
+        // kilobytes long; the insights index takes a bounded key.
+        for f in &mut found {
+            if let Cow::Owned(bounded) = index_key(&f.dedup_key) {
+                f.dedup_key = bounded;
+            }
+        }
+        found
     }
 }
 
@@ -247,5 +259,59 @@ pub(crate) mod test_support {
             open = last.iter().map(|f| f.dedup_key.clone()).collect();
         }
         (st, last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+    use achilles_core::db::MAX_INDEX_KEY_BYTES;
+
+    /// A ~4 KiB path used to make the insights upsert exceed Postgres's
+    /// B-tree row limit, which failed the batch forever.
+    #[test]
+    fn long_paths_and_commands_give_bounded_dedup_keys() {
+        let cfg = CheckSettings::default();
+        let path = format!("src/{}.rs", "deep/".repeat(800));
+        let cmd = format!("cargo test {}", "-p crate ".repeat(400));
+        let mut events = Vec::new();
+        for i in 0..3 {
+            let t = i * 10;
+            events.extend([
+                edit(t, &path),
+                error(t + 1, Some(&path), "mismatched types"),
+                edit(t + 2, &path),
+                command(t + 3, "cargo build", 0),
+            ]);
+        }
+        events.extend((0..3).map(|i| command(100 + i, &cmd, 1)));
+        let mut found = Vec::new();
+        for node in registry(&cfg) {
+            let mut st = node.fresh();
+            for e in &events {
+                node.observe(&mut st, e, e.t);
+            }
+            let open = BTreeSet::new();
+            let ctx = EvalCtx {
+                now: events.last().map_or(0, |e| e.t),
+                open: &open,
+            };
+            for f in node.evaluate(&st, &ctx) {
+                found.push((node.insight_type(), f.dedup_key));
+            }
+        }
+        let churn = found.iter().find(|(t, _)| *t == "agent_churn");
+        let looping = found.iter().find(|(t, _)| *t == "command_loop");
+        for (kind, key) in [churn, looping].into_iter().flatten() {
+            assert!(key.len() <= MAX_INDEX_KEY_BYTES, "{kind}: {}", key.len());
+        }
+        assert!(churn.is_some() && looping.is_some(), "{found:?}");
+        let open: BTreeSet<String> = [index_key(&path).into_owned()].into();
+        let ctx = EvalCtx {
+            now: 0,
+            open: &open,
+        };
+        assert!(ctx.is_open(&path), "open keys are compared bounded");
     }
 }

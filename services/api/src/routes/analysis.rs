@@ -3,7 +3,7 @@
 //! across sessions. Tenant-scoped like every read: another tenant's
 //! session or cluster answers 404, exactly like a missing one.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use achilles_core::db::analysis::{
 use achilles_core::db::{self, SessionRow};
 use achilles_core::model::{SessionId, TenantId};
 
+use super::extract::{Path, Query};
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -1,14 +1,12 @@
 //! Liveness, readiness and metrics endpoints (no authentication).
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
-use achilles_core::{db, kafka, metrics as m};
+use achilles_core::metrics as m;
 
 use crate::state::AppState;
 
@@ -21,13 +19,16 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 /// Kafka and Postgres are both reachable: the API can accept and serve.
+/// Answered from a check at most `api.ready_cache_ms` old (see `ready.rs`).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is unreachable")))]
+    responses(
+        (status = 200, description = "Ready", body = Object),
+        (status = 503, description = "A dependency is unreachable", body = Object,
+            headers(("Retry-After" = u64, description = "Seconds to wait (api.retry_after_secs)"))),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let (pg, kafka) = tokio::join!(
-        db::reachable(state.pool()),
-        kafka::broker_reachable(state.publisher().producer(), Duration::from_secs(2)),
-    );
+    let r = state.ready().get(&state).await;
+    let (pg, kafka) = (r.postgres, r.kafka);
     let word = |ok: bool| if ok { "ok" } else { "unreachable" };
     let status = if pg && kafka {
         StatusCode::OK

@@ -33,9 +33,15 @@ use achilles_core::model::{Event, SessionId};
 use achilles_core::wire::{Envelope, Record};
 use achilles_core::ValidationError;
 
+use achilles_core::quota::Kind;
+
 use crate::auth::Tenant;
 use crate::error::ApiError;
+use crate::idempotency::IdemKey;
 use crate::state::AppState;
+
+#[path = "batch_body.rs"]
+mod batch_body;
 
 /// `POST /v1/events/batch` body.
 #[derive(Deserialize, ToSchema)]
@@ -80,6 +86,18 @@ fn parse_body(
     route: &str,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Value, ApiError> {
+    let body = checked_body(state, route, body)?;
+    serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+    })
+}
+
+/// The body's bytes within `api.max_body_bytes`, with our error shapes.
+fn checked_body(
+    state: &AppState,
+    route: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
     let limit = state.settings().api.max_body_bytes;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -97,9 +115,7 @@ fn parse_body(
     metrics::HTTP_BODY_BYTES
         .with_label_values(&[route])
         .observe(body.len() as f64);
-    serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
-    })
+    Ok(body)
 }
 
 fn count_rejections(errors: &achilles_core::ValidationErrors) {
@@ -129,50 +145,23 @@ pub async fn ingest_batch(
     Tenant(tenant): Tenant,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
-    let doc = parse_body(&state, "/v1/events/batch", body)?;
-    let Value::Object(mut doc) = doc else {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "the body must be a JSON object with an `events` array",
-        ));
-    };
-    let default_session = match doc.remove("session_id") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            Some(SessionId::parse(&s).map_err(|m| ApiError::bad_request("invalid_id", m))?)
-        }
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_id",
-                format!("session_id must be a string, not {other}"),
-            ))
-        }
-    };
-    let Some(Value::Array(items)) = doc.remove("events") else {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "the body must have an `events` array",
-        ));
-    };
-    if let Some(extra) = doc.keys().next() {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            format!("unknown field `{extra}`; expected session_id, events"),
-        ));
-    }
+    let body = checked_body(&state, "/v1/events/batch", body)?;
     let max = state.settings().api.max_batch_events;
-    if items.len() > max {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "the batch has {} events; the limit is {max}",
-            items.len()
-        )));
-    }
+    let batch = batch_body::parse(&body, max)?;
+    let default_session = batch
+        .session_id
+        .map(|s| SessionId::parse(&s).map_err(|m| ApiError::bad_request("invalid_id", m)))
+        .transpose()?;
+    let items = batch.events;
     if items.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_request",
             "the `events` array is empty",
         ));
     }
+    // One token per submitted event, before any validation work.
+    let n = u32::try_from(items.len()).unwrap_or(u32::MAX);
+    state.quotas().try_take(&tenant, Kind::Events, n)?;
 
     let now = Utc::now();
     let limits = &state.settings().validation;
@@ -184,8 +173,9 @@ pub async fn ingest_batch(
     let mut results = Vec::with_capacity(items.len());
     let mut valid: Vec<(usize, Event)> = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        let parsed =
-            from_json::<EventSubmission>(item).and_then(|s| s.validate(ctx, default_session));
+        let parsed = batch_body::item(item)
+            .and_then(from_json::<EventSubmission>)
+            .and_then(|s| s.validate(ctx, default_session));
         match parsed {
             Ok(ev) => valid.push((index, ev)),
             Err(errors) => {
@@ -281,10 +271,13 @@ pub async fn ingest_batch(
 
 /// Starts a session.
 #[utoipa::path(post, path = "/v1/sessions/start", tag = "ingest",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "A UUIDv7 created once per call and sent on every retry: the session id (start, when the body has none) and the start/end time (when absent) are derived from it, so a retry has no second effect")),
     request_body = SessionStartSubmission,
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 202, description = "Broker acknowledged the session start", body = SessionAccepted),
+        (status = 400, description = "Not JSON, or an Idempotency-Key that is not a UUIDv7", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid submission", body = crate::error::ErrorBody),
         (status = 503, description = "Kafka unavailable; retry", body = crate::error::ErrorBody),
@@ -293,6 +286,7 @@ pub async fn ingest_batch(
 pub async fn start_session(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    IdemKey(key): IdemKey,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SessionAccepted>), ApiError> {
     let doc = parse_body(&state, "/v1/sessions/start", body)?;
@@ -302,6 +296,12 @@ pub async fn start_session(
         limits: &state.settings().validation,
     };
     let start = from_json::<SessionStartSubmission>(doc)
+        .map(|mut s| {
+            if let Some(k) = &key {
+                s.fill_from_key(k, &tenant);
+            }
+            s
+        })
         .and_then(|s| s.validate(ctx))
         .map_err(ApiError::Invalid)?;
     let session_id = start.session_id;
@@ -317,10 +317,13 @@ pub async fn start_session(
 
 /// Ends a session.
 #[utoipa::path(post, path = "/v1/sessions/end", tag = "ingest",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "A UUIDv7 created once per call and sent on every retry: the session id (start, when the body has none) and the start/end time (when absent) are derived from it, so a retry has no second effect")),
     request_body = SessionEndSubmission,
     security(("api_key" = []), ("bearer" = [])),
     responses(
         (status = 202, description = "Broker acknowledged the session end", body = SessionAccepted),
+        (status = 400, description = "Not JSON, or an Idempotency-Key that is not a UUIDv7", body = crate::error::ErrorBody),
         (status = 401, description = "Missing or unknown API key", body = crate::error::ErrorBody),
         (status = 422, description = "Invalid submission", body = crate::error::ErrorBody),
         (status = 503, description = "Kafka unavailable; retry", body = crate::error::ErrorBody),
@@ -329,6 +332,7 @@ pub async fn start_session(
 pub async fn end_session(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    IdemKey(key): IdemKey,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SessionAccepted>), ApiError> {
     let doc = parse_body(&state, "/v1/sessions/end", body)?;
@@ -338,6 +342,12 @@ pub async fn end_session(
         limits: &state.settings().validation,
     };
     let end = from_json::<SessionEndSubmission>(doc)
+        .map(|mut s| {
+            if let Some(k) = &key {
+                s.fill_from_key(k);
+            }
+            s
+        })
         .and_then(|s| s.validate(ctx))
         .map_err(ApiError::Invalid)?;
     let session_id = end.session_id;

@@ -1,6 +1,7 @@
 //! The router: every route, its layers, and nothing else.
 
 mod analysis;
+mod extract;
 mod health;
 mod ingest;
 mod read;
@@ -60,6 +61,11 @@ pub fn router(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             timeout,
+        ))
+        // Outermost: also sees the timeout layer's 503s.
+        .layer(axum::middleware::map_response_with_state(
+            api.retry_after_secs,
+            crate::error::retry_after,
         ))
         .with_state(state)
 }

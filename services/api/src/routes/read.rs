@@ -2,7 +2,7 @@
 //! tenant's session answers 404, exactly like a missing one, so ids cannot
 //! be probed.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use achilles_core::db::{self, EventCursor, EventRow, SessionRow};
 use achilles_core::model::SessionId;
 
+use super::extract::{Path, Query};
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::state::AppState;

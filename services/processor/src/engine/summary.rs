@@ -55,11 +55,12 @@ impl Counters {
             self.weighted_agent_actions += weight(ev.kind());
         }
         if let Payload::LlmCall(c) = &ev.payload {
-            // Validation keeps each count below 2^53; the sums saturate
-            // rather than wrap, however long the session.
-            let (i, o) = (c.input_tokens, c.output_tokens);
-            self.input_tokens = self.input_tokens.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
-            self.output_tokens = self.output_tokens.saturating_add(i64::try_from(o).unwrap_or(i64::MAX));
+            // Saturating: each call is at most 2^53 - 1 tokens (validation),
+            // but a long session of them would overflow an i64 sum.
+            let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            self.input_tokens = self.input_tokens.saturating_add(tokens(c.input_tokens));
+            self.output_tokens = self.output_tokens.saturating_add(tokens(c.output_tokens));
+            // At most $1M per call: finite for any number of calls.
             self.cost_usd += c.cost_usd.unwrap_or(0.0);
         }
         self.first_t = Some(self.first_t.map_or(t, |f| f.min(t)));
@@ -172,6 +173,41 @@ mod tests {
         assert_eq!(
             Summary::compute(&c, Some(5_500_000), Some(5_600_000)).duration_ms,
             Some(1_000)
+        );
+    }
+
+    /// Each call within the validated maximum, the session's sum beyond
+    /// i64: it saturates (it used to overflow), and the cost stays finite.
+    #[test]
+    fn token_sums_saturate_and_cost_stays_finite() {
+        use achilles_core::model::submission::{from_json, Context, EventSubmission};
+        use achilles_core::model::{Limits, SessionId, TenantId};
+        let tenant = TenantId::parse("acme").unwrap();
+        let now = chrono::Utc::now();
+        let ctx = Context {
+            tenant: &tenant,
+            now,
+            limits: &Limits::default(),
+        };
+        let max = achilles_core::error::MAX_SAFE_INTEGER;
+        let sub: EventSubmission = from_json(serde_json::json!({
+            "occurred_at": now.to_rfc3339(), "kind": "llm_call",
+            "data": {"provider": "p", "model": "m", "status": "ok",
+                     "input_tokens": max, "output_tokens": max, "cost_usd": 1e6}
+        }))
+        .unwrap();
+        let ev = sub.validate(ctx, Some(SessionId::new_v7())).unwrap();
+        let mut c = Counters::default();
+        for i in 0..2_000 {
+            c.add(&ev, i);
+        }
+        assert_eq!(c.input_tokens, i64::MAX);
+        assert_eq!(c.output_tokens, i64::MAX);
+        let s = Summary::compute(&c, None, None);
+        assert!(
+            s.cost_usd.is_finite() && s.cost_usd == 2e9,
+            "{}",
+            s.cost_usd
         );
     }
 }

@@ -8,11 +8,13 @@
 
 pub mod analysis;
 mod events;
+pub mod keys;
 pub mod offsets;
 pub mod outbox;
 mod sessions;
 
 pub use events::{list_events, EventCursor, EventRow};
+pub use keys::{index_key, MAX_INDEXED_NAME_BYTES, MAX_INDEX_KEY_BYTES};
 pub use sessions::{get_session, SessionRow};
 
 use std::str::FromStr;

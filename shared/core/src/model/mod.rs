@@ -6,6 +6,7 @@
 //! submission, so code that holds one never has to check it again.
 
 mod event;
+mod idempotency;
 mod ids;
 mod limits;
 mod payload;
@@ -13,8 +14,9 @@ mod session;
 pub mod submission;
 
 pub use event::{Actor, Event, EventKind};
+pub use idempotency::IdempotencyKey;
 pub use ids::{EventId, SessionId, TenantId};
-pub use limits::Limits;
+pub use limits::{Limits, MAX_RECORD_BYTES, MAX_WINDOW_SECS};
 pub use payload::{
     AgentAction, CallStatus, Command, ErrorEvent, FileEdit, LlmCall, Payload, TestRun, ToolCall,
     UserMessage,

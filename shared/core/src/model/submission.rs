@@ -7,7 +7,7 @@
 //! records written straight to the intake topic, and canonical records read
 //! back from Kafka: there is no second validator anywhere.
 
-use chrono::{DateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -351,10 +351,24 @@ fn optional_time(
             return None;
         }
     };
-    let (earliest, latest) = (
-        ctx.now - ctx.limits.max_age(),
-        ctx.now + ctx.limits.max_future(),
-    );
+    // Checked: `now` may come from a record (its ingest time), and a
+    // window edge beyond chrono's range means "no edge on that side".
+    let earliest = ctx
+        .now
+        .checked_sub_signed(ctx.limits.max_age())
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let latest = ctx
+        .now
+        .checked_add_signed(ctx.limits.max_future())
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    if !(1..=9999).contains(&t.year()) {
+        c.push(
+            field,
+            codes::TIMESTAMP_OUT_OF_RANGE,
+            format!("{raw} is outside the years 0001 to 9999 that RFC 3339 can write"),
+        );
+        return None;
+    }
     if t < earliest || t > latest {
         c.push(
             field,

@@ -180,3 +180,54 @@ fn session_start_and_end() {
         "an end record cannot set a session back to active"
     );
 }
+
+/// Times that RFC 3339 cannot write back (years beyond 0001-9999 once in
+/// UTC) are refused, and an extreme "now" (a record's own ingest time) can
+/// no longer overflow the window arithmetic.
+#[test]
+fn times_must_round_trip_and_the_window_never_overflows() {
+    let t = tenant();
+    let wide = Limits {
+        max_age_secs: i64::MAX,
+        max_future_secs: i64::MAX,
+        ..Limits::default()
+    };
+    for (now, raw) in [
+        (
+            Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+            "0001-01-01T00:00:00+01:00",
+        ),
+        (
+            Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).unwrap(),
+            "9999-12-31T23:59:59-01:00",
+        ),
+        (DateTime::<Utc>::MAX_UTC, "2026-11-21T12:00:00Z"),
+        (DateTime::<Utc>::MIN_UTC, "2026-11-21T12:00:00Z"),
+    ] {
+        let ctx = Context {
+            tenant: &t,
+            now,
+            limits: &wide,
+        };
+        let sub: SessionEndSubmission =
+            from_json(json!({"session_id": SID, "ended_at": raw})).unwrap();
+        match sub.validate(ctx) {
+            Ok(end) => {
+                let text = end.ended_at.to_rfc3339();
+                assert!(
+                    DateTime::parse_from_rfc3339(&text).is_ok(),
+                    "{raw} -> {text}"
+                );
+            }
+            Err(e) => assert_eq!(e.0[0].code, codes::TIMESTAMP_OUT_OF_RANGE, "{raw}: {e}"),
+        }
+    }
+    let ctx = Context {
+        tenant: &t,
+        now: Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
+        limits: &wide,
+    };
+    let sub: SessionEndSubmission =
+        from_json(json!({"session_id": SID, "ended_at": "0001-01-01T00:00:00+01:00"})).unwrap();
+    assert!(sub.validate(ctx).is_err(), "year 0 in UTC is refused");
+}

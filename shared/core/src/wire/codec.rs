@@ -98,13 +98,18 @@ impl apache_avro::headers::HeaderBuilder for Header {
 }
 
 /// A reader of the current envelope schema with its names resolved once.
-static CURRENT_READER: LazyLock<apache_avro::GenericSingleObjectReader> = LazyLock::new(|| {
-    let header = Header([&MAGIC[..], &ENVELOPE.fingerprint[..]].concat());
-    // The schema is compiled in and parsed at start-up already
-    // (`ENVELOPE`); resolving its names cannot fail.
-    apache_avro::GenericSingleObjectReader::new_with_header_builder(ENVELOPE.schema.clone(), header)
-        .expect("the envelope schema resolves")
-});
+/// The schema is compiled in, so this cannot fail in practice; if it did,
+/// every record would be reported undecodable rather than panicking on the
+/// consumer's input path.
+static CURRENT_READER: LazyLock<Result<apache_avro::GenericSingleObjectReader, String>> =
+    LazyLock::new(|| {
+        let header = Header([&MAGIC[..], &ENVELOPE.fingerprint[..]].concat());
+        apache_avro::GenericSingleObjectReader::new_with_header_builder(
+            ENVELOPE.schema.clone(),
+            header,
+        )
+        .map_err(|e| e.to_string())
+    });
 
 /// Decodes the raw Avro of an envelope without validating its content.
 pub(crate) fn decode_rec(bytes: &[u8]) -> Result<EnvelopeRec, DecodeError> {
@@ -122,7 +127,10 @@ pub(crate) fn decode_rec(bytes: &[u8]) -> Result<EnvelopeRec, DecodeError> {
         // The current schema, already resolved: `from_avro_datum` resolves
         // the schema's names on every call, 8% of a consumer's CPU.
         body = bytes;
-        value = CURRENT_READER
+        let reader = CURRENT_READER
+            .as_ref()
+            .map_err(|e| DecodeError::Avro(format!("envelope reader: {e}")))?;
+        value = reader
             .read_value(&mut body)
             .map_err(|e| DecodeError::Avro(e.to_string()))?;
     } else {

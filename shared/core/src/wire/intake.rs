@@ -39,13 +39,12 @@ pub fn decode_intake(
     let Value::Object(map) = doc else {
         return Err(DecodeError::UnknownEncoding);
     };
-    if map.len() != 1 {
+    let mut entries = map.into_iter();
+    let (Some((key, body)), None) = (entries.next(), entries.next()) else {
         return Err(DecodeError::Shape(
             "an intake record has exactly one of session_start, event, session_end".into(),
         ));
-    }
-    // Just checked: exactly one entry.
-    let (key, body) = map.into_iter().next().expect("one entry");
+    };
     Ok(match key.as_str() {
         "session_start" => {
             Record::SessionStart(from_json::<SessionStartSubmission>(body)?.validate(ctx)?)

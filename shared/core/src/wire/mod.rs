@@ -79,3 +79,6 @@ pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
 pub(crate) fn from_micros(us: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_micros(us)
 }
+
+#[cfg(test)]
+mod props;
