@@ -141,7 +141,7 @@ impl BatchHandler for Processor {
         let mut touched: HashSet<Uuid> = HashSet::new();
         let mut newly_ended: Vec<Uuid> = Vec::new();
         let mut end_traces: HashMap<Uuid, SpanContext> = HashMap::new();
-        let mut correlations = Vec::new();
+        let mut changes = derived::CorrelationChanges::default();
         let mut fixes = Vec::new();
         let mut templates: HashMap<TemplateKey, TemplateDelta> = HashMap::new();
         let mut freshness = Vec::new();
@@ -179,11 +179,14 @@ impl BatchHandler for Processor {
                             metrics::LATE_EVENTS.with_label_values(&["too_late"]).inc()
                         }
                     }
+                    for (cause, effect) in fx.retracted {
+                        changes.retract(cause, effect);
+                    }
                     for c in fx.correlations {
                         metrics::CORRELATIONS
                             .with_label_values(&[c.match_kind.as_str()])
                             .inc();
-                        correlations.push(derived::CorrelationRow {
+                        changes.upsert(derived::CorrelationRow {
                             tenant: e.tenant.to_string(),
                             session_id: sid,
                             cause: c.cause,
@@ -232,7 +235,9 @@ impl BatchHandler for Processor {
         let deltas: Vec<_> = templates.into_values().collect();
         let occurrences: i64 = deltas.iter().map(|d| d.count).sum();
         let new_templates = crate::clusters::record(&mut tx, &deltas).await?;
+        let (mut correlations, retracted) = changes.into_parts();
         let fixes = derived::fold_fixes(&mut correlations, fixes);
+        derived::delete_correlations(&mut tx, &retracted).await?;
         derived::insert_correlations(&mut tx, &correlations).await?;
         derived::apply_fixes(&mut tx, &fixes).await?;
         let mut summaries = Vec::new();

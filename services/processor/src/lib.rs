@@ -10,6 +10,7 @@
 
 pub mod clusters;
 pub mod engine;
+pub mod evaluate;
 pub mod handler;
 
 use std::future::Future;

@@ -203,12 +203,9 @@ pub struct ProcessorSettings {
     pub batch_linger_ms: u64,
     pub shutdown_deadline_ms: u64,
     pub retry_backoff_ms: u64,
-    /// An agent edit and a failure at most this far apart (event time)
-    /// are an induced-error candidate.
+    /// A failure is attributed to the latest edit of a file it names at
+    /// most this long before it (event time); docs/processing.md.
     pub correlation_window_ms: i64,
-    /// ... but when the failure does not name the edited file, at most this
-    /// far apart: an unrelated edit minutes earlier is noise, not a cause.
-    pub unnamed_window_ms: i64,
     /// A failure fixed later than this after it happened is not counted
     /// as a break/fix cycle.
     pub fix_window_ms: i64,
@@ -226,8 +223,7 @@ impl Default for ProcessorSettings {
             batch_linger_ms: 20,
             shutdown_deadline_ms: 10_000,
             retry_backoff_ms: 500,
-            correlation_window_ms: 5 * 60 * 1000,
-            unnamed_window_ms: 60 * 1000,
+            correlation_window_ms: 30 * 60 * 1000,
             fix_window_ms: 30 * 60 * 1000,
             allowed_lateness_ms: 60 * 1000,
         }
