@@ -116,6 +116,10 @@ pub struct FailureFacts {
     pub check: Option<(Check, String)>,
     #[serde(default)]
     pub environmental: bool,
+    /// An error event: read together with the failing check just before
+    /// it, if any (see `SessionState::with_run`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub diagnostic: bool,
 }
 
 /// One row the failure yields: `cause` edited `path`.

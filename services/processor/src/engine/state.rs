@@ -257,22 +257,33 @@ impl SessionState {
                 self.on_edit(&path, t, cfg, &mut fx);
             }
             (p, Some(i)) if !i.names.is_empty() => {
-                let mut facts = FailureFacts {
+                let facts = FailureFacts {
                     id,
                     t,
                     names: i.names,
                     check: i.check.map(|(k, c)| (k, short(&c))),
                     environmental: i.environmental,
+                    diagnostic: matches!(p, Payload::Error(_)),
                 };
-                if matches!(p, Payload::Error(_)) {
-                    self.same_run(&mut facts);
-                }
+                let is_check = facts.check.is_some();
                 self.failures.push(FailureRef {
                     facts,
                     claims: Vec::new(),
                 });
                 let last = self.failures.len() - 1;
                 self.reattribute(last, cfg, &mut fx);
+                if is_check {
+                    // Diagnostics that arrived before their check.
+                    let later: Vec<usize> = (0..self.failures.len())
+                        .filter(|&k| {
+                            let d = &self.failures[k].facts;
+                            d.diagnostic && d.t >= t && d.t - t <= SAME_RUN_US
+                        })
+                        .collect();
+                    for k in later {
+                        self.reattribute(k, cfg, &mut fx);
+                    }
+                }
             }
             (p, None) => {
                 if let Some((check, command)) = passing_check(p) {
@@ -295,8 +306,14 @@ impl SessionState {
 
     /// An error event reported just after a failing check (an agent
     /// runtime's diagnostic for it) is read as part of that check: it
-    /// takes the check's kind and the files it names.
-    fn same_run(&self, facts: &mut FailureFacts) {
+    /// takes the check's kind and the files it names. The check is looked
+    /// up whenever the diagnostic is attributed, so the order the two
+    /// arrive in does not matter.
+    fn with_run(&self, facts: &FailureFacts) -> FailureFacts {
+        let mut out = facts.clone();
+        if !facts.diagnostic {
+            return out;
+        }
         let run = self
             .failures
             .iter()
@@ -306,15 +323,15 @@ impl SessionState {
                     && facts.t - f.facts.t <= SAME_RUN_US
             })
             .max_by_key(|f| (f.facts.t, f.facts.id));
-        let Some(run) = run else { return };
-        facts.check = run.facts.check.clone();
-        facts.environmental |= run.facts.environmental;
+        let Some(run) = run else { return out };
+        out.check = run.facts.check.clone();
+        out.environmental |= run.facts.environmental;
         for n in &run.facts.names {
-            if facts.names.len() < names::MAX_NAMES && !facts.names.iter().any(|m| m.path == n.path)
-            {
-                facts.names.push(n.clone());
+            if out.names.len() < names::MAX_NAMES && !out.names.iter().any(|m| m.path == n.path) {
+                out.names.push(n.clone());
             }
         }
+        out
     }
 
     fn add_edit(&mut self, path: &str, e: EditRef) {
@@ -332,11 +349,12 @@ impl SessionState {
                 let f = &self.failures[i].facts;
                 f.t >= t
                     && f.t - t <= cfg.window_us
-                    && f.names.iter().any(|n| {
-                        name_matches(n, path, &self.edits_by_file)
-                            || paths::base_name(&n.path) == paths::base_name(path)
-                            || paths::test_subject(&n.path).is_some()
-                    })
+                    && (f.diagnostic
+                        || f.names.iter().any(|n| {
+                            name_matches(n, path, &self.edits_by_file)
+                                || paths::base_name(&n.path) == paths::base_name(path)
+                                || paths::test_subject(&n.path).is_some()
+                        }))
             })
             .collect();
         for i in affected {
@@ -399,7 +417,8 @@ impl SessionState {
     /// Recomputes failure `i`'s rows and emits the difference.
     fn reattribute(&mut self, i: usize, cfg: &EngineConfig, fx: &mut Effects) {
         let f = &self.failures[i];
-        let mut new = attribute(&f.facts, &self.edits_by_file, &self.checks, cfg);
+        let facts = self.with_run(&f.facts);
+        let mut new = attribute(&facts, &self.edits_by_file, &self.checks, cfg);
         if new.len() >= super::attribution::MAX_PER_FAILURE {
             truncated("correlations_per_failure", 1);
         }
@@ -491,7 +510,8 @@ impl SessionState {
     /// the caps. Any future event that is correlated has
     /// `t >= max - lateness` (`on`; `max` only grows). From the rules:
     /// - a failure is re-attributed only by an edit or check at or before
-    ///   it: stored failures matter while `F.t >= on`;
+    ///   it: stored failures matter while `F.t >= on` (and a failing check
+    ///   for `SAME_RUN` longer, for the diagnostics read with it);
     /// - a failure at `t >= on` reads edits and checks back to
     ///   `on - window`;
     /// - a correlation can get a fix only from a check `S.t >= on` with
@@ -506,7 +526,8 @@ impl SessionState {
             !l.is_empty()
         });
         self.checks.retain(|s| s.t >= horizon);
-        self.failures.retain(|f| f.facts.t >= on);
+        // Kept a little longer: a diagnostic may still need its check.
+        self.failures.retain(|f| f.facts.t >= on - SAME_RUN_US);
         self.open.retain(|c| {
             c.effect_t >= on - cfg.fix_window_us && c.fixed_at.is_none_or(|at| at >= on)
         });
