@@ -14,6 +14,8 @@
 //! counts them. The caps hold a session of thousands of edits and failures
 //! per second in a few hundred KB, with work per event bounded by them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -140,6 +142,9 @@ pub struct SessionState {
     pub cwd: Option<String>,
     #[serde(default)]
     edits_by_file: Edits,
+    /// Each edited file's path as the edits write it (rows show that).
+    #[serde(default)]
+    written: BTreeMap<String, String>,
     #[serde(default)]
     failures: Vec<FailureRef>,
     #[serde(default)]
@@ -253,6 +258,9 @@ impl SessionState {
             (Payload::FileEdit(edit), _) => {
                 let path = paths::resolve(&edit.path, cwd.as_deref());
                 let human = ev.actor != Actor::Agent;
+                if !human {
+                    self.written.insert(path.clone(), edit.path.clone());
+                }
                 self.add_edit(&path, EditRef { id, t, human });
                 self.on_edit(&path, t, cfg, &mut fx);
             }
@@ -442,7 +450,7 @@ impl SessionState {
                 cause: c.cause,
                 effect,
                 match_kind: c.kind,
-                file_path: c.path.clone(),
+                file_path: self.written.get(&c.path).unwrap_or(&c.path).clone(),
                 gap_ms: (effect_t - c.cause_t) / 1000,
                 confidence: c.confidence,
                 cause_at: c.cause_t,
@@ -525,6 +533,8 @@ impl SessionState {
             l.retain(|e| e.t >= horizon);
             !l.is_empty()
         });
+        let files = &self.edits_by_file;
+        self.written.retain(|k, _| files.contains_key(k));
         self.checks.retain(|s| s.t >= horizon);
         // Kept a little longer: a diagnostic may still need its check.
         self.failures.retain(|f| f.facts.t >= on - SAME_RUN_US);
@@ -554,6 +564,8 @@ impl SessionState {
                 !l.is_empty()
             });
             truncated("edits", dropped);
+            let files = &self.edits_by_file;
+            self.written.retain(|k, _| files.contains_key(k));
         }
         truncated("failures", drop_oldest(&mut self.failures, Caps::FAILURES));
         truncated("checks", drop_oldest(&mut self.checks, Caps::SUCCESSES));
