@@ -22,6 +22,33 @@ fn main() {
         )
         .unwrap();
         let rows = achilles_processor::evaluate::rows(&start, &events, &cfg);
+        if want == "fp" {
+            for r in rows.iter().filter(|r| r.confidence >= 0.5) {
+                let c = s.events.iter().position(|e| e.id == r.cause).unwrap();
+                let e = s.events.iter().position(|e| e.id == r.effect).unwrap();
+                if !s.truth.iter().any(|p| p.cause == c && p.effect == e) {
+                    println!(
+                        "== FP cause {c} effect {e} conf {} session {} meta {:?}",
+                        r.confidence, s.id, s.metadata
+                    );
+                    for (i, ev) in s.events.iter().enumerate() {
+                        if ev.kind == "llm_call" || i > e {
+                            continue;
+                        }
+                        let d = ev.data.to_string();
+                        println!(
+                            "{i:3} {:7} {:10} {} {}",
+                            ev.offset_ms / 1000,
+                            ev.actor,
+                            ev.tag,
+                            &d[..d.len().min(140)]
+                        );
+                    }
+                    return;
+                }
+            }
+            continue;
+        }
         for p in &s.truth {
             let hit = rows
                 .iter()

@@ -223,8 +223,8 @@ impl Default for ProcessorSettings {
             batch_linger_ms: 20,
             shutdown_deadline_ms: 10_000,
             retry_backoff_ms: 500,
-            correlation_window_ms: 30 * 60 * 1000,
-            fix_window_ms: 30 * 60 * 1000,
+            correlation_window_ms: 60 * 60 * 1000,
+            fix_window_ms: 60 * 60 * 1000,
             allowed_lateness_ms: 60 * 1000,
         }
     }

@@ -306,7 +306,11 @@ pub const PYTHON: Language = Language {
                 ),
                 story(
                     "app/billing/models.py",
-                    &["tests/test_billing.py", "app/billing/invoice.py"],
+                    &[
+                        "tests/test_billing.py",
+                        "app/billing/invoice.py",
+                        "app/billing/__init__.py",
+                    ],
                     "pytest_behaviour_change_subject",
                 ),
             ],

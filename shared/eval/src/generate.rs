@@ -62,6 +62,10 @@ impl Session {
     }
 }
 
+fn pass_key(check: Check, command: &'static str) -> (Check, &'static str) {
+    (check, if check == Check::Run { command } else { "" })
+}
+
 /// `count` sessions from `seed`, cycling through the languages.
 pub fn generate(seed: u64, count: usize) -> Vec<Session> {
     (0..count)
@@ -138,7 +142,9 @@ struct Gen {
     truth: Vec<TruePair>,
     active: Option<Active>,
     repaired: Vec<Repaired>,
-    last_pass: BTreeMap<Check, i64>,
+    /// When each check last passed (runs by command: running one program
+    /// says nothing about another).
+    last_pass: BTreeMap<(Check, &'static str), i64>,
     last_edit: BTreeMap<&'static str, i64>,
     cwd_known: bool,
     id: Uuid,
@@ -324,7 +330,10 @@ impl Gen {
                 if blame.is_some_and(|b| b != story.blame) {
                     continue;
                 }
-                let passed = self.last_pass.get(&bug.check).copied();
+                let passed = self
+                    .last_pass
+                    .get(&pass_key(bug.check, bug.command))
+                    .copied();
                 let quiet = story.quiet.iter().all(|q| match self.last_edit.get(q) {
                     None => true,
                     Some(&e) => passed.is_some_and(|p| p > e),
@@ -568,7 +577,7 @@ impl Gen {
             let data = json!({"command": command, "exit_code": 0, "duration_ms": duration, "output": "ok"});
             self.push("agent", "command", data, "pass")
         };
-        self.last_pass.insert(check, self.t);
+        self.last_pass.insert(pass_key(check, command), self.t);
         let truth = &mut self.truth;
         self.repaired.retain(|r| {
             if !r.exposed_by.contains(&check) {

@@ -15,7 +15,7 @@
 pub fn normalise(path: &str) -> String {
     let p = path.trim().replace('\\', "/");
     let p = p.strip_prefix("file://").unwrap_or(&p);
-    let absolute = p.starts_with('/');
+    let absolute = is_absolute(p);
     let mut parts: Vec<&str> = Vec::new();
     for c in p.split('/') {
         match c {
@@ -28,15 +28,20 @@ pub fn normalise(path: &str) -> String {
         }
     }
     let joined = parts.join("/");
-    if absolute {
+    if absolute && !p.starts_with('/') {
+        joined
+    } else if absolute {
         format!("/{joined}")
     } else {
         joined
     }
 }
 
+/// `/x` or a Windows drive path (`C:/x`, after normalising).
 pub fn is_absolute(p: &str) -> bool {
+    let b = p.as_bytes();
     p.starts_with('/')
+        || (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && b[2] == b'/')
 }
 
 /// `path` made absolute against `cwd` when it is relative and `cwd` is
@@ -174,6 +179,10 @@ mod tests {
         assert_eq!(resolve("/x/a.rs", Some("/repo")), "/x/a.rs");
         assert_eq!(resolve("../lib/a.rs", Some("/repo/web")), "/repo/lib/a.rs");
         assert_eq!(resolve("src/a.rs", None), "src/a.rs");
+        assert_eq!(
+            resolve("C:\\repo\\src\\a.rs", Some("/x")),
+            "C:/repo/src/a.rs"
+        );
     }
 
     #[test]

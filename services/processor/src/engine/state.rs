@@ -255,6 +255,10 @@ impl SessionState {
         self.max_t = Some(self.max_t.map_or(t, |m| m.max(t)));
         let id = ev.id.as_uuid();
         match (&ev.payload, info) {
+            // A system's edit (a formatter, a code generator) changes no
+            // behaviour and is nobody's fault: it neither causes nor breaks
+            // the chain.
+            (Payload::FileEdit(_), _) if ev.actor == Actor::System => {}
             (Payload::FileEdit(edit), _) => {
                 let path = paths::resolve(&edit.path, cwd.as_deref());
                 let human = ev.actor != Actor::Agent;
@@ -432,8 +436,12 @@ impl SessionState {
         }
         new.sort_by_key(|c| c.cause);
         let (effect, effect_t) = (f.facts.id, f.facts.t);
-        let check = f.facts.check.clone();
+        let check = facts.check.clone();
         let old = std::mem::take(&mut self.failures[i].claims);
+        // A diagnostic's check may have arrived after it.
+        for o in self.open.iter_mut().filter(|o| o.effect == effect) {
+            o.check.clone_from(&check);
+        }
         for o in &old {
             if !new.iter().any(|c| c.cause == o.cause) {
                 fx.retracted.push((o.cause, effect));
