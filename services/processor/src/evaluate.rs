@@ -68,11 +68,14 @@ pub fn materialise(
     Ok((start, events))
 }
 
+/// A row as stored: confidence, and the fix (time, event) if any.
+type Row = (f64, Option<(i64, Uuid)>);
+
 /// The rows the engine leaves for `events`, applied in the given order.
 pub fn rows(start: &SessionStart, events: &[Event], cfg: &EngineConfig) -> Vec<Predicted> {
     let mut st = SessionState::default();
     st.apply_start(start);
-    let mut rows: BTreeMap<(Uuid, Uuid), (f64, Option<(i64, Uuid)>)> = BTreeMap::new();
+    let mut rows: BTreeMap<(Uuid, Uuid), Row> = BTreeMap::new();
     for e in events {
         let fx = st.apply_event(e, cfg);
         for (c, f) in fx.retracted {

@@ -171,7 +171,7 @@ pub fn extract(text: &str, cwd: Option<&str>) -> Vec<Named> {
         if t.is_empty() {
             continue;
         }
-        if !js.is_empty() && !(JS_FRAME.is_match(t) || GO_FRAME.is_match(t)) {
+        if !(js.is_empty() || JS_FRAME.is_match(t) || GO_FRAME.is_match(t)) {
             c.frames(&mut js, false);
         }
         if t.starts_with("Traceback (most recent call last)")

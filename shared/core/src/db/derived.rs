@@ -330,7 +330,7 @@ mod tests {
             session_id: Uuid::nil(),
             cause,
             effect,
-            match_kind: "same_file",
+            match_kind: "error_location",
             file_path: "src/a.rs".into(),
             gap_ms: 1,
             confidence: 0.9,
