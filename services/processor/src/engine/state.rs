@@ -151,7 +151,14 @@ pub struct SessionState {
     checks: Vec<SuccessRef>,
     #[serde(default)]
     open: Vec<OpenCorrelation>,
+    /// The watermark at the last pruning: pruning walks the whole state,
+    /// so it runs when the watermark moved a second on (or a cap is hit).
+    #[serde(default)]
+    pruned_at: i64,
 }
+
+/// Pruning runs when the watermark moved this far (or a cap is hit).
+const PRUNE_EVERY_US: i64 = 1_000_000;
 
 /// How soon after a failing check an error event counts as its diagnostic.
 const SAME_RUN_US: i64 = 10_000_000;
@@ -536,6 +543,14 @@ impl SessionState {
     fn prune(&mut self, cfg: &EngineConfig) {
         let Some(max) = self.max_t else { return };
         let on = max - cfg.lateness_us;
+        let over = self.failures.len() > Caps::FAILURES
+            || self.checks.len() > Caps::SUCCESSES
+            || self.open.len() > Caps::OPEN
+            || self.edits_by_file.values().map(Vec::len).sum::<usize>() > Caps::EDITS;
+        if on - self.pruned_at < PRUNE_EVERY_US && !over {
+            return;
+        }
+        self.pruned_at = on;
         let horizon = on - cfg.window_us;
         self.edits_by_file.retain(|_, l| {
             l.retain(|e| e.t >= horizon);
