@@ -135,3 +135,37 @@ fn urls_and_dotted_names_are_not_files() {
                 at cfg.customer.name (app.billing.models)";
     assert_eq!(roles(text, None), vec![]);
 }
+
+#[test]
+fn other_common_shapes() {
+    // jest
+    let jest = "FAIL src/__tests__/cart.test.ts\n  ● cart › adds items\n\n    expect(received).toBe(expected)\n\n      at Object.<anonymous> (src/__tests__/cart.test.ts:12:25)\n";
+    assert_eq!(
+        roles(jest, None)[0],
+        ("src/__tests__/cart.test.ts".to_owned(), Role::Location)
+    );
+    // go build and go test
+    let go = "# shop/billing\n./billing/invoice.go:12:5: undefined: subtotal\n";
+    assert_eq!(
+        roles(go, Some("/repo"))[0],
+        ("/repo/billing/invoice.go".to_owned(), Role::Location)
+    );
+    let go_test = "--- FAIL: TestTotal (0.00s)\n    invoice_test.go:9: got 1100, want 1000\nFAIL\n";
+    let named = extract(go_test, None);
+    assert_eq!(
+        (named[0].path.as_str(), named[0].role, named[0].bare),
+        ("invoice_test.go", Role::Location, true)
+    );
+    // mypy, eslint-style header, vitest
+    let mypy =
+        "app/billing/models.py:12: error: Incompatible return value type\nFound 1 error in 1 file";
+    assert_eq!(
+        role_of(mypy, None, "app/billing/models.py"),
+        Some(Role::Location)
+    );
+    let vitest = " FAIL  src/sum.test.ts > sum > adds\nAssertionError: expected 3 to be 4\n ❯ src/sum.test.ts:5:17\n";
+    assert_eq!(
+        role_of(vitest, None, "src/sum.test.ts"),
+        Some(Role::Location)
+    );
+}
