@@ -467,7 +467,7 @@ def processor():
         timeseries("Correlations by match kind",
                    [T(or_zero(f"sum by (match_kind) (rate(achilles_correlations_total{{{inst}}}[{RI}]))", "match_kind"),
                       "{{match_kind}}")],
-                   unit="ops", desc="Agent edits followed by failures: same_file or any_failure."),
+                   unit="ops", desc="Induced-error rows written, by how the failure points at the edited file (error_location, mention, test_subject; context rows are candidates)."),
     ]
     return dashboard(
         "achilles-processor", "Achilles / Stream processor",

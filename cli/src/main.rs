@@ -1,7 +1,7 @@
 //! `achilles`: the command-line interface to Achilles.
 //!
 //! Talks to the HTTP API (`--api-url`, `--api-key`), except `migrate`
-//! (Postgres) and `cluster` (local, stdin to stdout).
+//! (Postgres), `cluster` (local, stdin to stdout) and `eval` (local).
 
 mod client;
 mod commands;
@@ -49,6 +49,9 @@ enum Command {
     Cluster(commands::cluster::ClusterArgs),
     /// Create the database if needed and apply migrations (uses DATABASE_URL).
     Migrate,
+    /// Score the analysis on labelled sessions (offline).
+    #[command(subcommand)]
+    Eval(commands::eval::EvalCommand),
 }
 
 #[tokio::main]
@@ -63,6 +66,7 @@ async fn main() {
         Command::Load(a) => commands::load::run(&cli.api_url, &cli.api_key, a).await,
         Command::Cluster(a) => commands::cluster::run(a),
         Command::Migrate => commands::migrate::run().await,
+        Command::Eval(c) => commands::eval::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod cluster;
+pub mod eval;
 pub mod events;
 pub mod insights;
 pub mod load;

@@ -313,9 +313,9 @@ async fn a_scripted_session_yields_the_known_verdict_and_report() {
     let (_, corr) = st
         .get(ACME, &format!("/v1/sessions/{sid}/correlations?limit=2"))
         .await;
-    assert_eq!(corr["total"], 3, "{corr}");
-    assert_eq!(corr["correlations"].as_array().unwrap().len(), 2);
-    assert_eq!(corr["correlations"][0]["match_kind"], "same_file");
+    assert_eq!(corr["total"], 1, "{corr}");
+    assert_eq!(corr["correlations"].as_array().unwrap().len(), 1);
+    assert_eq!(corr["correlations"][0]["match_kind"], "error_location");
     let cid = clusters[0]["cluster_id"].as_str().unwrap();
     let (status, cluster) = st.get(ACME, &format!("/v1/clusters/{cid}")).await;
     assert_eq!(status, StatusCode::OK, "{cluster}");
@@ -338,6 +338,89 @@ async fn a_scripted_session_yields_the_known_verdict_and_report() {
     );
     let (status, _) = st.get(ACME, "/v1/insights/recent?session=nope").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// A labelled session (achilles-eval: real compiler and test output, with
+/// rows that are only candidates) through the whole stack: the verdict
+/// and the report count exactly the claims (confidence >= 0.5) among the
+/// correlation rows, and those are the session's true induced errors.
+#[tokio::test]
+async fn verdicts_count_only_the_claims_among_the_correlation_rows() {
+    use achilles_processor::engine::EngineConfig;
+    use achilles_processor::evaluate::{materialise, offline_t0, rows};
+    let cfg = EngineConfig::from_settings(&Default::default());
+    // A session whose rows include candidates, claims and fixes.
+    let session = achilles_eval::generate(41, 24)
+        .into_iter()
+        .find(|s| {
+            let (start, events) = materialise(s, offline_t0()).unwrap();
+            let r = rows(&start, &events, &cfg);
+            r.iter().any(|p| p.confidence < 0.5)
+                && r.iter().filter(|p| p.confidence >= 0.5).count() >= 2
+                && r.iter().any(|p| p.fixed_by.is_some())
+                && s.metadata.get("cwd").is_some()
+        })
+        .expect("a session with claims, candidates and fixes");
+    let st = spawn_stack().await;
+    let sid = session.id.to_string();
+    let t0 = DateTime::from_timestamp((Utc::now() - Span::hours(6)).timestamp(), 0).unwrap();
+    st.post(
+        "/v1/sessions/start",
+        &session.start_submission(&t0.to_rfc3339()),
+    )
+    .await;
+    let events: Vec<Value> = (0..session.events.len())
+        .map(|i| {
+            let at = t0 + Span::milliseconds(session.events[i].offset_ms);
+            session.submission(i, &at.to_rfc3339())
+        })
+        .collect();
+    let body = st
+        .post(
+            "/v1/events/batch",
+            &json!({"session_id": sid, "events": events}),
+        )
+        .await;
+    assert_eq!(body["accepted"], events.len(), "{body}");
+    let end = t0 + Span::milliseconds(session.duration_ms() + 1_000);
+    st.post(
+        "/v1/sessions/end",
+        &json!({"session_id": sid, "status": "completed", "ended_at": end.to_rfc3339()}),
+    )
+    .await;
+    let perf = st.wait_judged(&sid).await;
+    let row = &perf["agents"][0];
+    let q = |cond: &str, what: &str| {
+        format!("SELECT count(DISTINCT {what}) FROM event_correlations WHERE session_id = '{sid}' AND {cond}")
+    };
+    let claimed = st
+        .db
+        .count(&q("confidence >= 0.5", "effect_event_id"))
+        .await;
+    let inducing = st.db.count(&q("confidence >= 0.5", "cause_event_id")).await;
+    let fixed = st
+        .db
+        .count(&q(
+            "confidence >= 0.5 AND fixed_by_event_id IS NOT NULL",
+            "effect_event_id",
+        ))
+        .await;
+    let candidates = st.db.count(&q("confidence < 0.5", "effect_event_id")).await;
+    assert!(candidates > 0, "the session has candidate rows");
+    let truth: std::collections::BTreeSet<usize> = session.truth.iter().map(|p| p.effect).collect();
+    assert_eq!(
+        claimed,
+        truth.len() as i64,
+        "the claims are the true induced errors"
+    );
+    assert_eq!(row["induced_error_count"], claimed);
+    assert_eq!(row["break_fix_cycles"], fixed);
+    let (_, summary) = st.get(ACME, &format!("/v1/sessions/{sid}/summary")).await;
+    let h = &summary["report"]["headline"];
+    assert_eq!(h["induced_errors"], claimed, "{h}");
+    assert_eq!(h["inducing_actions"], inducing, "{h}");
+    assert_eq!(h["break_fix_cycles"], fixed, "{h}");
+    assert_eq!(h["unfixed_induced_errors"], claimed - fixed, "{h}");
 }
 
 #[tokio::test]

@@ -50,11 +50,13 @@ type TemplateKey = (String, String, Uuid);
 #[derive(Default)]
 pub struct Batch {
     touched: Vec<Uuid>,
-    correlations: Vec<CorrelationRow>,
+    correlations: derived::CorrelationChanges,
     fixes: Vec<FixRow>,
     templates: HashMap<TemplateKey, TemplateDelta>,
     /// Sessions whose end changed, with the end record's trace and status.
     ended: Vec<(Uuid, Option<SpanContext>, &'static str)>,
+    /// The rows written, for the metrics once committed.
+    written: Vec<CorrelationRow>,
     late: u64,
     too_late: u64,
     new_templates: u64,
@@ -104,8 +106,11 @@ impl Stage for Processor {
                     Lateness::TooLate => out.too_late += 1,
                 }
                 let tenant = e.tenant.to_string();
-                out.correlations
-                    .extend(fx.correlations.into_iter().map(|c| CorrelationRow {
+                for (cause, effect) in fx.retracted {
+                    out.correlations.retract(cause, effect);
+                }
+                for c in fx.correlations {
+                    out.correlations.upsert(CorrelationRow {
                         tenant: tenant.clone(),
                         session_id: sid,
                         cause: c.cause,
@@ -118,7 +123,8 @@ impl Stage for Processor {
                         effect_at: ts(c.effect_at),
                         fixed_by: None,
                         fixed_at: None,
-                    }));
+                    });
+                }
                 out.fixes.extend(
                     fx.fixes
                         .into_iter()
@@ -149,9 +155,12 @@ impl Stage for Processor {
     ) -> Result<Vec<NewOutboxRecord>, StepError> {
         let deltas: Vec<TemplateDelta> = out.templates.values().cloned().collect();
         out.new_templates = crate::clusters::record(conn, &deltas).await?;
-        let fixes = derived::fold_fixes(&mut out.correlations, std::mem::take(&mut out.fixes));
-        derived::insert_correlations(conn, &out.correlations).await?;
+        let (mut rows, retracted) = std::mem::take(&mut out.correlations).into_parts();
+        let fixes = derived::fold_fixes(&mut rows, std::mem::take(&mut out.fixes));
+        derived::delete_correlations(conn, &retracted).await?;
+        derived::insert_correlations(conn, &rows).await?;
         derived::apply_fixes(conn, &fixes).await?;
+        out.written = rows;
         let mut summaries = Vec::with_capacity(touched.len());
         let mut notices = Vec::new();
         for s in touched {
@@ -167,7 +176,7 @@ impl Stage for Processor {
     }
 
     fn committed(&self, out: Batch) {
-        for c in &out.correlations {
+        for c in &out.written {
             metrics::CORRELATIONS
                 .with_label_values(&[c.match_kind])
                 .inc();

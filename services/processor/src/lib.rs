@@ -12,6 +12,7 @@
 pub mod clusters;
 pub mod db;
 pub mod engine;
+pub mod evaluate;
 pub mod handler;
 
 use std::future::Future;

@@ -294,12 +294,9 @@ pub struct ProcessorSettings {
     pub group_id: String,
     /// Serves `/metrics`, `/healthz` and `/readyz`.
     pub metrics_listen: String,
-    /// An agent edit and a failure at most this far apart (event time)
-    /// are an induced-error candidate.
+    /// A failure is attributed to the latest edit of a file it names at
+    /// most this long before it (event time); docs/processing.md.
     pub correlation_window_ms: i64,
-    /// ... but when the failure does not name the edited file, at most this
-    /// far apart: an unrelated edit minutes earlier is noise, not a cause.
-    pub unnamed_window_ms: i64,
     /// A failure fixed later than this after it happened is not counted
     /// as a break/fix cycle.
     pub fix_window_ms: i64,
@@ -313,9 +310,8 @@ impl Default for ProcessorSettings {
         Self {
             group_id: "achilles-processor".into(),
             metrics_listen: "127.0.0.1:9102".into(),
-            correlation_window_ms: 5 * 60 * 1000,
-            unnamed_window_ms: 60 * 1000,
-            fix_window_ms: 30 * 60 * 1000,
+            correlation_window_ms: 60 * 60 * 1000,
+            fix_window_ms: 60 * 60 * 1000,
             allowed_lateness_ms: 60 * 1000,
         }
     }

@@ -267,6 +267,12 @@ counter_vec!(LATE_EVENTS, "achilles_late_events_total",
     "Events older than the session's watermark: within the allowed lateness (accepted) or beyond it (too_late, counted and not correlated).",
     ["disposition"]);
 counter_vec!(
+    ENGINE_TRUNCATED,
+    "achilles_engine_state_truncated_total",
+    "Entries dropped from a session's processor state because a per-session cap was reached, by what was dropped.",
+    ["what"]
+);
+counter_vec!(
     INSIGHTS_RAISED,
     "achilles_insights_raised_total",
     "Insights raised by the monitoring agent, by type and severity.",
@@ -306,6 +312,7 @@ fn register_all(r: &Registry) {
         Box::new(CLUSTER_OCCURRENCES.clone()),
         Box::new(CORRELATIONS.clone()),
         Box::new(LATE_EVENTS.clone()),
+        Box::new(ENGINE_TRUNCATED.clone()),
         Box::new(INSIGHTS_RAISED.clone()),
     ];
     for c in collectors {
@@ -346,7 +353,7 @@ pub fn init_series(consumers: &[&str]) {
     for stage in ["landed", "derived", "insight"] {
         FRESHNESS.with_label_values(&[stage]);
     }
-    for kind in ["same_file", "any_failure"] {
+    for kind in ["error_location", "mention", "test_subject", "context"] {
         CORRELATIONS.with_label_values(&[kind]);
     }
     for (kind, outcome) in [
@@ -355,6 +362,15 @@ pub fn init_series(consumers: &[&str]) {
         ("events", "waited"),
     ] {
         QUOTA_DECISIONS.with_label_values(&["other", kind, outcome]);
+    }
+    for what in [
+        "edits",
+        "failures",
+        "checks",
+        "open_correlations",
+        "correlations_per_failure",
+    ] {
+        ENGINE_TRUNCATED.with_label_values(&[what]);
     }
     for d in ["accepted", "too_late"] {
         LATE_EVENTS.with_label_values(&[d]);

@@ -5,18 +5,17 @@
 //! * **agent actions** — events with actor `agent` of kind file_edit,
 //!   command, test_run, tool_call, llm_call or agent_action.
 //! * **induced errors** — distinct failing events (effects) with at least
-//!   one `same_file` correlation: the failure names a file the agent edited
-//!   within the correlation window before it. `any_failure` correlations
-//!   (a failure after an edit that does not name the file) are not
-//!   counted: every failure within five minutes of any edit has one, so
-//!   counting them would blame the agent for nearly every failure.
-//! * **inducing actions** — distinct edits (causes) of those correlations.
+//!   one *claim*: a correlation with `confidence >= 0.5` (the processor
+//!   attributed the failure to the latest agent edit of a file it names;
+//!   docs/processing.md). Rows below 0.5 are candidates (a file named only
+//!   beside the error, a failure of the environment) and are never counted.
+//! * **inducing actions** — distinct edits (causes) of those claims.
 //! * **successful actions** — agent actions that neither failed themselves
 //!   nor induced an error: `total - failed - inducing` (disjoint sets: the
 //!   causes are edits, which never fail).
 //! * **success rate** — `successful / total`, NULL without actions.
 //! * **break/fix cycles** — induced errors with a fix (`fixed_by_event_id`
-//!   on one of their same_file correlations).
+//!   on one of their claims).
 //! * **mean time to fix** — mean over those of `earliest fixed_at -
 //!   effect time`, in milliseconds.
 //! * **tokens and cost per successful action** — session llm_call totals
@@ -30,6 +29,15 @@ use uuid::Uuid;
 use achilles_core::db::analysis::CorrelationView;
 
 use crate::db::{ActionStats, PerformanceWrite};
+
+/// Confidence at or above which a correlation is a claim that counts
+/// (the processor's threshold, docs/processing.md).
+pub const CLAIM: f64 = 0.5;
+
+/// Does this correlation count in verdicts and reports?
+pub fn counts(c: &CorrelationView) -> bool {
+    c.confidence >= CLAIM
+}
 
 /// One induced error and what became of it.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,7 +69,7 @@ pub struct Verdict {
 pub fn judge(agent_name: &str, stats: &ActionStats, correlations: &[CorrelationView]) -> Verdict {
     let mut induced: BTreeMap<Uuid, Induced> = BTreeMap::new();
     let mut causes: BTreeSet<Uuid> = BTreeSet::new();
-    for c in correlations.iter().filter(|c| c.match_kind == "same_file") {
+    for c in correlations.iter().filter(|c| counts(c)) {
         causes.insert(c.cause_event_id);
         let e = induced.entry(c.effect_event_id).or_insert(Induced {
             effect: c.effect_event_id,
@@ -133,7 +141,7 @@ mod tests {
     fn corr(
         cause: Uuid,
         effect: Uuid,
-        kind: &str,
+        confidence: f64,
         file: &str,
         effect_s: i64,
         fixed_s: Option<i64>,
@@ -142,10 +150,15 @@ mod tests {
         CorrelationView {
             cause_event_id: cause,
             effect_event_id: effect,
-            match_kind: kind.into(),
+            match_kind: if confidence >= CLAIM {
+                "error_location"
+            } else {
+                "context"
+            }
+            .into(),
             file_path: Some(file.into()),
             gap_ms: 0,
-            confidence: 0.5,
+            confidence,
             fixed_by_event_id: fixed_s.map(|_| Uuid::now_v7()),
             fixed_at: fixed_s.map(|s| t0 + Duration::seconds(s)),
             cause_at: Some(t0),
@@ -164,9 +177,9 @@ mod tests {
             Uuid::now_v7(),
         );
         let correlations = vec![
-            corr(edit_a, err, "same_file", "src/a.rs", 10, Some(50)),
-            corr(edit_a, build, "any_failure", "src/a.rs", 30, Some(50)),
-            corr(edit_b, build, "any_failure", "src/b.rs", 30, None),
+            corr(edit_a, err, 0.9, "src/a.rs", 10, Some(50)),
+            corr(edit_a, build, 0.3, "src/a.rs", 30, Some(50)),
+            corr(edit_b, build, 0.49, "src/b.rs", 30, None),
         ];
         let stats = ActionStats {
             events: 7,
@@ -177,7 +190,7 @@ mod tests {
             cost_usd: 0.01,
         };
         let v = judge("claude-code", &stats, &correlations);
-        assert_eq!(v.induced.len(), 1, "only the same_file failure");
+        assert_eq!(v.induced.len(), 1, "only the claim (confidence >= 0.5)");
         assert_eq!(
             (v.inducing_actions, v.successful_actions, v.break_fix_cycles),
             (1, 4, 1)
@@ -192,8 +205,8 @@ mod tests {
     fn one_effect_with_two_causes_counts_once_and_fixes_earliest() {
         let (a, b, err) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
         let correlations = vec![
-            corr(a, err, "same_file", "x.rs", 10, Some(70)),
-            corr(b, err, "same_file", "y.rs", 10, Some(40)),
+            corr(a, err, 0.9, "x.rs", 10, Some(70)),
+            corr(b, err, 0.5, "y.rs", 10, Some(40)),
         ];
         let stats = ActionStats {
             agent_actions: 2,

@@ -2,7 +2,7 @@
 //! summaries. All run in the caller's transaction (the runtime's
 //! exactly-once step), which also carries the positions.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -24,6 +24,60 @@ pub struct CorrelationRow {
     /// Known already when the fix arrived in the same batch.
     pub fixed_by: Option<Uuid>,
     pub fixed_at: Option<DateTime<Utc>>,
+}
+
+/// A batch's correlation changes in the order the engine made them: the
+/// last word on a (cause, effect) pair wins — a row to upsert, or a
+/// retraction (the pair no longer holds, e.g. a later-arriving edit of the
+/// file came between the cause and the failure).
+#[derive(Debug, Default)]
+pub struct CorrelationChanges {
+    last: BTreeMap<(Uuid, Uuid), Option<CorrelationRow>>,
+}
+
+impl CorrelationChanges {
+    pub fn upsert(&mut self, row: CorrelationRow) {
+        self.last.insert((row.cause, row.effect), Some(row));
+    }
+
+    pub fn retract(&mut self, cause: Uuid, effect: Uuid) {
+        self.last.insert((cause, effect), None);
+    }
+
+    /// (rows to upsert, pairs to delete).
+    pub fn into_parts(self) -> (Vec<CorrelationRow>, Vec<(Uuid, Uuid)>) {
+        let mut rows = Vec::new();
+        let mut gone = Vec::new();
+        for (key, v) in self.last {
+            match v {
+                Some(r) => rows.push(r),
+                None => gone.push(key),
+            }
+        }
+        (rows, gone)
+    }
+}
+
+/// Deletes retracted correlations.
+pub async fn delete_correlations(
+    conn: &mut PgConnection,
+    pairs: &[(Uuid, Uuid)],
+) -> Result<(), sqlx::Error> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    let causes: Vec<Uuid> = pairs.iter().map(|p| p.0).collect();
+    let effects: Vec<Uuid> = pairs.iter().map(|p| p.1).collect();
+    sqlx::query(
+        "DELETE FROM event_correlations c
+         USING UNNEST($1::uuid[], $2::uuid[]) AS t(cause, effect)
+         WHERE c.cause_event_id = t.cause AND c.effect_event_id = t.effect",
+    )
+    .bind(&causes)
+    .bind(&effects)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// A fix: (cause, effect, fixed by, fixed at).
@@ -56,6 +110,8 @@ pub fn fold_fixes(rows: &mut [CorrelationRow], fixes: Vec<FixRow>) -> Vec<FixRow
         .collect()
 }
 
+/// Inserts correlations, or updates the kind, confidence and times of an
+/// existing pair (a fix only ever moves earlier). One row per pair.
 pub async fn insert_correlations(
     conn: &mut PgConnection,
     rows: &[CorrelationRow],
@@ -83,7 +139,16 @@ pub async fn insert_correlations(
          SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
                               $7::bigint[], $8::float8[], $9::timestamptz[], $10::timestamptz[],
                               $11::uuid[], $12::timestamptz[])
-         ON CONFLICT (cause_event_id, effect_event_id) DO NOTHING",
+         ON CONFLICT (cause_event_id, effect_event_id) DO UPDATE SET
+             match_kind = EXCLUDED.match_kind, file_path = EXCLUDED.file_path,
+             gap_ms = EXCLUDED.gap_ms, confidence = EXCLUDED.confidence,
+             cause_at = EXCLUDED.cause_at, effect_at = EXCLUDED.effect_at,
+             fixed_by_event_id = CASE WHEN EXCLUDED.fixed_at IS NOT NULL AND (event_correlations.fixed_at IS NULL
+                     OR (EXCLUDED.fixed_at, EXCLUDED.fixed_by_event_id) < (event_correlations.fixed_at, event_correlations.fixed_by_event_id))
+                 THEN EXCLUDED.fixed_by_event_id ELSE event_correlations.fixed_by_event_id END,
+             fixed_at = CASE WHEN EXCLUDED.fixed_at IS NOT NULL AND (event_correlations.fixed_at IS NULL
+                     OR (EXCLUDED.fixed_at, EXCLUDED.fixed_by_event_id) < (event_correlations.fixed_at, event_correlations.fixed_by_event_id))
+                 THEN EXCLUDED.fixed_at ELSE event_correlations.fixed_at END",
     )
     .bind(&tenants)
     .bind(&sessions)
@@ -200,7 +265,7 @@ mod tests {
             session_id: Uuid::nil(),
             cause,
             effect,
-            match_kind: "same_file",
+            match_kind: "error_location",
             file_path: "src/a.rs".into(),
             gap_ms: 1,
             confidence: 0.9,

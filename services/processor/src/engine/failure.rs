@@ -1,33 +1,34 @@
-//! What a failing event says: the text to cluster, and which files it names.
+//! What a failing event says: the text to cluster, which files it names
+//! (and how), what kind of check failed, and whether it is the
+//! environment's fault.
 //!
-//! Correlation asks "does this failure name the file the agent edited?";
+//! Correlation asks "which edited file does this failure point at?";
 //! clustering asks "which recurring error is this?". Both read the same
 //! few fields, chosen per kind here and nowhere else.
 
 use achilles_core::model::Payload;
 
-/// How strongly a failure names a file, strongest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Naming {
-    /// The failure's own `file` field is that file.
-    FileField,
-    /// Its text contains the path (or its last two components).
-    Path,
-    /// Its text contains only the file's base name.
-    BaseName,
-}
+use super::checks::{self, Check};
+use super::names::{self, Named, Role};
+use super::paths;
 
 /// The parts of a failing event that matter for correlation and clustering.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FailureInfo {
-    pub file: Option<String>,
-    /// Message, output and stack trace, cut to [`MAX_TEXT`] bytes.
-    pub text: String,
+    /// Files named, strongest role first (see [`names`]).
+    pub names: Vec<Named>,
+    /// The check that failed (for commands and test runs) and its command.
+    pub check: Option<(Check, String)>,
+    /// Network, rate limit, timeout: not the code's fault.
+    pub environmental: bool,
     /// The line that identifies the error, for clustering.
     pub cluster_message: String,
 }
 
-pub const MAX_TEXT: usize = 4096;
+/// How much of a failure's text is scanned for file names: the first and
+/// the last half of this (producers send output tails; builds name the
+/// file at the end of long logs).
+pub const MAX_SCAN: usize = 64 * 1024;
 
 fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -38,6 +39,19 @@ fn cut(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// The first and last `max / 2` bytes of `s` (all of it when short).
+fn head_and_tail(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let head = cut(s, max / 2);
+    let mut start = s.len() - max / 2;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("{head}\n{}", &s[start..])
 }
 
 fn first_line(s: &str) -> &str {
@@ -60,11 +74,14 @@ fn telling_line(output: &str) -> Option<&str> {
         .or_else(|| lines().next_back())
 }
 
-/// `None` unless the payload is a failure.
-pub fn failure_info(p: &Payload) -> Option<FailureInfo> {
+/// `None` unless the payload is a failure. `cwd` is the working directory
+/// the event ran in, when known (relative paths are resolved against it).
+pub fn failure_info(p: &Payload, cwd: Option<&str>) -> Option<FailureInfo> {
     if !p.is_failure() {
         return None;
     }
+    let mut cwd = cwd.map(str::to_owned);
+    let mut check = None;
     let (file, text, msg) = match p {
         Payload::Error(e) => {
             let text = format!("{}\n{}", e.message, e.stack_trace.as_deref().unwrap_or(""));
@@ -74,12 +91,17 @@ pub fn failure_info(p: &Payload) -> Option<FailureInfo> {
             let output = c.output.as_deref().unwrap_or("");
             let msg = telling_line(output)
                 .map_or_else(|| format!("command failed: {}", c.command), str::to_owned);
+            if let (Some(dir), _) = checks::split_cd(&c.command) {
+                cwd = Some(paths::resolve(dir, cwd.as_deref()));
+            }
+            check = checks::classify(&c.command).map(|k| (k, c.command.clone()));
             (None, format!("{}\n{output}", c.command), msg)
         }
         Payload::TestRun(t) => {
             let output = t.output.as_deref().unwrap_or("");
             let msg = telling_line(output)
                 .map_or_else(|| format!("{}: tests failed", t.framework), str::to_owned);
+            check = Some((Check::Test, t.framework.clone()));
             (None, output.to_owned(), msg)
         }
         Payload::LlmCall(c) => {
@@ -110,51 +132,33 @@ pub fn failure_info(p: &Payload) -> Option<FailureInfo> {
         }
         Payload::FileEdit(_) | Payload::UserMessage(_) => return None,
     };
+    let scanned = head_and_tail(&text, MAX_SCAN);
+    let mut named = names::extract(&scanned, cwd.as_deref());
+    if let Some(f) = file.as_deref().filter(|f| !f.trim().is_empty()) {
+        // The event's own `file` field is where the error is.
+        let path = paths::resolve(f, cwd.as_deref());
+        named.retain(|n| n.path != path);
+        let bare = !paths::normalise(f).contains('/');
+        named.insert(
+            0,
+            Named {
+                path,
+                role: Role::Location,
+                bare,
+            },
+        );
+        named.truncate(names::MAX_NAMES);
+    }
+    // Timeouts of calls and steps are the environment's by definition.
+    let timed_out = matches!(p, Payload::LlmCall(c) if c.status.as_str() == "timeout")
+        || matches!(p, Payload::ToolCall(c) if c.status.as_str() == "timeout")
+        || matches!(p, Payload::AgentAction(a) if a.status.is_some_and(|s| s.as_str() == "timeout"));
     Some(FailureInfo {
-        file,
-        text: cut(&text, MAX_TEXT).to_owned(),
+        names: named,
+        check,
+        environmental: timed_out || checks::is_environmental(&scanned),
         cluster_message: cut(&msg, 1024).to_owned(),
     })
-}
-
-/// Paths are compared without a leading `./` and with `/` separators.
-fn normalise(path: &str) -> String {
-    let p = path.replace('\\', "/");
-    p.trim_start_matches("./").to_owned()
-}
-
-/// Does one path end with the other on a component boundary?
-/// (`/home/me/repo/src/a.rs` and `src/a.rs` are the same file.)
-fn same_file(a: &str, b: &str) -> bool {
-    let (a, b) = (normalise(a), normalise(b));
-    let (long, short) = if a.len() >= b.len() {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
-    !short.is_empty()
-        && long.ends_with(short.as_str())
-        && (long.len() == short.len() || long.as_bytes()[long.len() - short.len() - 1] == b'/')
-}
-
-/// How the failure names `path`, if it does.
-pub fn names(info: &FailureInfo, path: &str) -> Option<Naming> {
-    if info.file.as_deref().is_some_and(|f| same_file(f, path)) {
-        return Some(Naming::FileField);
-    }
-    let norm = normalise(path);
-    let parts: Vec<&str> = norm.rsplitn(3, '/').collect();
-    let last_two = match parts.as_slice() {
-        [name, dir, ..] => format!("{dir}/{name}"),
-        _ => norm.clone(),
-    };
-    if info.text.contains(norm.as_str()) || info.text.contains(last_two.as_str()) {
-        return Some(Naming::Path);
-    }
-    let base = parts.first().copied().unwrap_or("");
-    // A base name without an extension ("lib", "test") is too common a
-    // word to count as naming a file.
-    (base.contains('.') && base.len() >= 4 && info.text.contains(base)).then_some(Naming::BaseName)
 }
 
 #[cfg(test)]
@@ -163,56 +167,80 @@ mod tests {
     use achilles_core::model::{Command, ErrorEvent};
 
     fn err(message: &str, file: Option<&str>) -> FailureInfo {
-        failure_info(&Payload::Error(ErrorEvent {
-            message: message.into(),
-            error_type: None,
-            stack_trace: None,
-            file: file.map(Into::into),
-            line: None,
-        }))
+        failure_info(
+            &Payload::Error(ErrorEvent {
+                message: message.into(),
+                error_type: None,
+                stack_trace: None,
+                file: file.map(Into::into),
+                line: None,
+            }),
+            Some("/repo"),
+        )
         .unwrap()
     }
 
     #[test]
-    fn naming_strengths() {
+    fn the_file_field_is_the_location() {
+        let i = err("mismatched types", Some("src/a.rs"));
         assert_eq!(
-            names(&err("boom", Some("/repo/src/a.rs")), "src/a.rs"),
-            Some(Naming::FileField)
+            i.names,
+            vec![Named {
+                path: "/repo/src/a.rs".into(),
+                role: Role::Location,
+                bare: false
+            }]
         );
-        assert_eq!(
-            names(&err("boom", Some("src/a.rs")), "./src/a.rs"),
-            Some(Naming::FileField)
-        );
-        assert_eq!(
-            names(&err("x --> src/a.rs:3:1", None), "/repo/src/a.rs"),
-            Some(Naming::Path)
-        );
-        assert_eq!(
-            names(&err("in a.rs line 3", None), "src/a.rs"),
-            Some(Naming::BaseName)
-        );
-        assert_eq!(
-            names(&err("boom", Some("src/ba.rs")), "a.rs"),
+        assert!(!i.environmental);
+    }
+
+    #[test]
+    fn the_tail_of_a_long_log_is_scanned() {
+        let noise = "   Compiling some-dependency v1.2.3\n".repeat(3000);
+        let output = format!("{noise}error[E0308]: mismatched types\n --> src/a.rs:1:1\n");
+        let info = failure_info(
+            &Payload::Command(Command {
+                command: "cargo build".into(),
+                exit_code: Some(101),
+                duration_ms: None,
+                output: Some(output),
+            }),
             None,
-            "component boundary"
-        );
-        assert_eq!(
-            names(&err("lib failed", None), "src/lib"),
-            None,
-            "bare words are not files"
-        );
+        )
+        .unwrap();
+        assert_eq!(info.names[0].path, "src/a.rs");
+        assert_eq!(info.names[0].role, Role::Location);
+        assert_eq!(info.check.as_ref().map(|c| c.0), Some(Check::Build));
+    }
+
+    #[test]
+    fn cd_prefix_sets_the_directory() {
+        let info = failure_info(
+            &Payload::Command(Command {
+                command: "cd web && npx tsc".into(),
+                exit_code: Some(2),
+                duration_ms: None,
+                output: Some("src/a.ts(1,2): error TS2322: nope".into()),
+            }),
+            Some("/repo"),
+        )
+        .unwrap();
+        assert_eq!(info.names[0].path, "/repo/web/src/a.ts");
     }
 
     #[test]
     fn command_failures_cluster_on_the_telling_line() {
-        let info = failure_info(&Payload::Command(Command {
-            command: "cargo build".into(),
-            exit_code: Some(101),
-            duration_ms: None,
-            output: Some(
-                "   Compiling x\nerror[E0308]: mismatched types\n --> src/a.rs:1:1\n".into(),
-            ),
-        }))
+        let info = failure_info(
+            &Payload::Command(Command {
+                command: "cargo build".into(),
+                exit_code: Some(101),
+                duration_ms: None,
+                output: Some(
+                    "   Compiling x\nerror[E0308]: mismatched types\n --> src/a.rs:1:1\n".into(),
+                ),
+            }),
+            None,
+        )
         .unwrap();
         assert_eq!(info.cluster_message, "error[E0308]: mismatched types");
         let ok = Payload::Command(Command {
@@ -221,13 +249,16 @@ mod tests {
             duration_ms: None,
             output: None,
         });
-        assert!(failure_info(&ok).is_none());
-        let bare = failure_info(&Payload::Command(Command {
-            command: "make".into(),
-            exit_code: Some(2),
-            duration_ms: None,
-            output: None,
-        }))
+        assert!(failure_info(&ok, None).is_none());
+        let bare = failure_info(
+            &Payload::Command(Command {
+                command: "make".into(),
+                exit_code: Some(2),
+                duration_ms: None,
+                output: None,
+            }),
+            None,
+        )
         .unwrap();
         assert_eq!(bare.cluster_message, "command failed: make");
     }

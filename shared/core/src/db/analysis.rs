@@ -54,13 +54,16 @@ pub async fn session_clusters(
     .await
 }
 
-/// An induced-error candidate: an agent edit (cause) and a later failure
-/// (effect), with its break/fix status.
+/// An induced-error row: an agent edit (cause) and a later failure
+/// (effect), with its break/fix status. `confidence >= 0.5` is a claim
+/// (counted by verdicts); below, a candidate.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, ToSchema)]
 pub struct CorrelationView {
     pub cause_event_id: Uuid,
     pub effect_event_id: Uuid,
-    /// `same_file` when the failure names the edited file, else `any_failure`.
+    /// How the failure points at the edited file: `error_location`,
+    /// `mention`, `test_subject` or `context` (`same_file`/`any_failure`
+    /// on rows written before 2026-11-29); docs/processing.md.
     pub match_kind: String,
     pub file_path: Option<String>,
     pub gap_ms: i64,
