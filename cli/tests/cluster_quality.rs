@@ -35,7 +35,10 @@ fn cluster(input: &str) -> Vec<String> {
     // Write from another thread so a full stdout pipe cannot deadlock us.
     let writer = std::thread::spawn(move || stdin.write_all(data.as_bytes()));
     let out = child.wait_with_output().expect("achilles runs");
-    writer.join().expect("writer thread").expect("stdin written");
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("stdin written");
     assert!(
         out.status.success(),
         "achilles cluster failed: {}",

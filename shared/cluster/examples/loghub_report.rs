@@ -118,7 +118,6 @@ fn grid() -> Vec<Config> {
             out.push(Config {
                 min_distinct_names: names,
                 min_distinct_enums: enums,
-                ..Config::default()
             });
         }
     }
@@ -156,7 +155,8 @@ fn leave_one_out(data: &[Dataset]) {
             let better = match best {
                 None => true,
                 Some((b, bg)) => {
-                    train > b + 1e-12 || ((train - b).abs() <= 1e-12 && grid[g] == def && grid[bg] != def)
+                    train > b + 1e-12
+                        || ((train - b).abs() <= 1e-12 && grid[g] == def && grid[bg] != def)
                 }
             };
             if better {
@@ -167,7 +167,12 @@ fn leave_one_out(data: &[Dataset]) {
         let c = &grid[g];
         println!(
             "| {} | names {} enums {} (train {:.3}) | {:.3} | {:.3} |",
-            d.name, c.min_distinct_names, c.min_distinct_enums, train, scores[g][h], default_scores[h]
+            d.name,
+            c.min_distinct_names,
+            c.min_distinct_enums,
+            train,
+            scores[g][h],
+            default_scores[h]
         );
         sum_loo += scores[g][h];
         sum_def += default_scores[h];

@@ -73,6 +73,23 @@ pub(crate) fn is_variable(p: &[u8], s: PieceShape) -> bool {
     !s.has(NON_HEX) && p.len() >= 8
 }
 
+/// A base64 or base64url blob: at least 16 characters of its alphabet with
+/// both letter cases (the caller checks for a digit). Such a piece followed
+/// by `=` is padding, not a `key=` (keys are words: `PSR0=`, `logname=`).
+pub(crate) fn is_blob(p: &[u8]) -> bool {
+    p.len() >= 16
+        && p.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-'))
+        && p.iter().any(u8::is_ascii_uppercase)
+        && p.iter().any(u8::is_ascii_lowercase)
+}
+
+/// [`is_variable`] for a piece whose shape was not gathered while scanning.
+pub(crate) fn is_variable_piece(p: &[u8]) -> bool {
+    let shape = p.iter().fold(0, |acc, &c| acc | CLASS[c as usize]);
+    is_variable(p, PieceShape(shape))
+}
+
 /// Paths: absolute (`/x`), home/relative (`~/x`, `./x`, `../x`), Windows
 /// (`\x`), or a slash-separated word that has at least two slashes or a file
 /// extension after the last slash (`src/main.rs`, `a/b/c`). Plain `x/y` pairs
@@ -224,10 +241,48 @@ pub(crate) fn is_date_name(w: &[u8]) -> bool {
     )
 }
 
+/// Time zone abbreviations printed after a clock time (`10:00:00 UTC`).
+pub(crate) fn is_zone(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"UTC"
+            | b"GMT"
+            | b"PST"
+            | b"PDT"
+            | b"MST"
+            | b"MDT"
+            | b"CST"
+            | b"CDT"
+            | b"EST"
+            | b"EDT"
+            | b"HST"
+            | b"CET"
+            | b"CEST"
+            | b"EET"
+            | b"EEST"
+            | b"WET"
+            | b"BST"
+            | b"IST"
+            | b"JST"
+            | b"KST"
+            | b"HKT"
+            | b"SGT"
+            | b"AEST"
+            | b"AEDT"
+            | b"NZST"
+            | b"NZDT"
+            | b"MSK"
+    )
+}
+
 /// Units printed after a number (`18.4 KB`, `<1 sec`, `300 ms`, `42 bytes`).
 /// A unit right after a masked number is part of the value: masking it keeps
 /// `5 bytes (5.0 KB)` and `5 bytes` in one template.
 pub(crate) fn is_unit(w: &[u8]) -> bool {
+    // Rates: `MiB/s`, `KB/sec`, `req/s`, `ops/s`.
+    if let Some(per) = w.strip_suffix(b"/s").or_else(|| w.strip_suffix(b"/sec")) {
+        return matches!(per, b"req" | b"ops" | b"msg" | b"msgs") || is_unit(per);
+    }
     matches!(
         w,
         b"B" | b"KB"
@@ -247,7 +302,20 @@ pub(crate) fn is_unit(w: &[u8]) -> bool {
             | b"gb"
             | b"ns"
             | b"us"
+            | b"\xc2\xb5s"
             | b"ms"
+            | b"nsec"
+            | b"usec"
+            | b"msec"
+            | b"millis"
+            | b"milliseconds"
+            | b"microseconds"
+            | b"nanoseconds"
+            | b"bps"
+            | b"Kbps"
+            | b"kbps"
+            | b"Mbps"
+            | b"Gbps"
             | b"s"
             | b"sec"
             | b"secs"
@@ -343,5 +411,11 @@ mod tests {
         assert!(is_unit(b"KB"));
         assert!(is_unit(b"sec"));
         assert!(!is_unit(b"received"));
+        assert!(is_unit(b"MiB/s"));
+        assert!(is_unit(b"req/s"));
+        assert!(!is_unit(b"a/s"));
+        assert!(is_blob(b"aGVsbG8gd29ybGQhIGhlbGxvIHdvcmxkIQ"));
+        assert!(!is_blob(b"spark.executor.memory"));
+        assert!(!is_blob(b"PSR0"));
     }
 }

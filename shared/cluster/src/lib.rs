@@ -57,6 +57,7 @@ pub mod mask;
 mod merge;
 mod pattern;
 mod render;
+mod route;
 mod rules;
 mod scan;
 

@@ -36,8 +36,9 @@
 //!    *are* the message kind (HTTP request lines such as `"GET /x HTTP/1.1"`).
 //!    Apostrophes (`can't`) are not quotes.
 //! 8. **Dates and units**: month and weekday names next to another masked
-//!    date part (`Sat Jul  9 12:16:49 2005`), and unit words right after a
-//!    masked number (`18.4 KB`, `<1 sec`, `42 bytes`), are part of the value.
+//!    date part (`Sat Jul  9 12:16:49 2005`), and unit words and time zone
+//!    abbreviations right after a masked number (`18.4 KB`, `<1 sec`,
+//!    `42 bytes`, `4.9 MiB/s`, `12:00:01 UTC`), are part of the value.
 //! 9. **Collapsing**: a run of values separated only by spaces or the glue
 //!    `: , ; # @ |` or `...` becomes one `<*>`, so lists and compound values
 //!    of any length give one template (`ask 1.2.3.4:50010 to delete blk_1 blk_2`
@@ -48,7 +49,7 @@
 //! Whitespace is normalised to single spaces, so a template never contains
 //! tabs or newlines (the persisted state relies on that).
 
-use crate::classify::{is_date_name, is_unit};
+use crate::classify::{is_date_name, is_unit, is_zone};
 use crate::render::render;
 use crate::scan::{scan, Elem, Kind};
 
@@ -136,7 +137,7 @@ impl Masker {
         let len = self.elems.len();
         for k in 0..len {
             let e = self.elems[k];
-            if e.kind != Kind::Lit || e.end - e.start > 9 {
+            if e.kind != Kind::Lit || e.end - e.start > 12 {
                 continue;
             }
             let w = &b[e.start as usize..e.end as usize];
@@ -153,7 +154,7 @@ impl Masker {
                 continue;
             }
             let after_mask = k >= 2 && self.elems[k - 2].kind == Kind::Mask;
-            let masked = if after_mask && is_unit(w) {
+            let masked = if after_mask && (is_unit(w) || is_zone(w)) {
                 true
             } else if is_date_name(w) {
                 after_mask
@@ -244,7 +245,10 @@ mod tests {
 
     #[test]
     fn rule4_urls() {
-        assert_eq!(m("GET https://example.com/a?b=c failed"), "GET <*> failed");
+        assert_eq!(
+            m("fetch https://example.com/a?b=c failed"),
+            "fetch <*> failed"
+        );
         assert_eq!(m("see (http://x.org/y)."), "see (<*>).");
     }
 
@@ -284,7 +288,7 @@ mod tests {
         assert_eq!(m(r#"tag="View Lock", x"#), r#"tag="View Lock", x"#);
         assert_eq!(
             m(r#"1.2.3.4 "GET /v2/servers HTTP/1.1" status: 200"#),
-            r#"<*> "GET <*>" status: <*>"#
+            r#"<*> "GET /v2/servers HTTP/<*>" status: <*>"#
         );
     }
 
@@ -294,7 +298,9 @@ mod tests {
             m("connection at Sat Jul  9 12:16:49 2005"),
             "connection at <*>"
         );
-        assert_eq!(m("at Fri Jul 01 08:16:53 PDT 2005 ok"), "at <*> PDT <*> ok");
+        assert_eq!(m("at Fri Jul 01 08:16:53 PDT 2005 ok"), "at <*> ok");
+        assert_eq!(m("since 2024-03-01 10:00:00 UTC"), "since <*>");
+        assert_eq!(m("UTC offset"), "UTC offset");
         assert_eq!(m("May not be null"), "May not be null");
         assert_eq!(m("sent 18846 bytes (18.4 KB) in 35 ms"), "sent <*> in <*>");
         assert_eq!(m("s sec"), "s sec");

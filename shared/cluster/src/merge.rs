@@ -31,7 +31,7 @@
 
 use crate::hash::{fnv1a64, FastMap};
 use crate::pattern::{generalize, pattern_covers, specificity, CoverIndex};
-use crate::rules::{can_subsume, position_varies};
+use crate::rules::{can_subsume, varying_groups};
 use crate::Config;
 
 /// Result of merging: `assign[i]` is the cluster of input template `i`;
@@ -176,9 +176,9 @@ fn sibling_pass(clusters: &[Cluster], cfg: &Config, uf: &mut UnionFind) -> bool 
             for run in keyed.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
                 set.clear();
                 set.extend(run.iter().map(|x| x.1));
-                if decide_siblings(clusters, &set, p, cfg) {
-                    for &c in &set[1..] {
-                        changed |= uf.union(set[0], c);
+                for group in decide_siblings(clusters, &set, p, cfg) {
+                    for &c in &group[1..] {
+                        changed |= uf.union(group[0], c);
                     }
                 }
             }
@@ -187,8 +187,9 @@ fn sibling_pass(clusters: &[Cluster], cfg: &Config, uf: &mut UnionFind) -> bool 
     changed
 }
 
-/// Should the sibling set `set` (equal except at position `p`) be merged?
-fn decide_siblings(clusters: &[Cluster], set: &[u32], p: usize, cfg: &Config) -> bool {
+/// The groups of the sibling set `set` (equal except at position `p`) that
+/// merge, as lists of clusters.
+fn decide_siblings(clusters: &[Cluster], set: &[u32], p: usize, cfg: &Config) -> Vec<Vec<u32>> {
     let first = &clusters[set[0] as usize].tokens;
     // Guard against hash collisions: every member must really equal the
     // first one outside position p.
@@ -200,7 +201,7 @@ fn decide_siblings(clusters: &[Cluster], set: &[u32], p: usize, cfg: &Config) ->
             .all(|(i, (a, b))| i == p || a == b)
     });
     if !same_rest {
-        return false;
+        return Vec::new();
     }
     let mut values: Vec<&str> = set
         .iter()
@@ -209,7 +210,18 @@ fn decide_siblings(clusters: &[Cluster], set: &[u32], p: usize, cfg: &Config) ->
     values.sort_unstable();
     values.dedup();
     let tokens: Vec<&str> = first.iter().map(String::as_str).collect();
-    position_varies(&tokens, p, &values, cfg)
+    varying_groups(&tokens, p, &values, cfg)
+        .into_iter()
+        .map(|group| {
+            set.iter()
+                .copied()
+                .filter(|&c| {
+                    let v = clusters[c as usize].tokens[p].as_str();
+                    group.iter().any(|&g| values[g] == v)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Pass 2: clusters covered by a more general pattern join it.

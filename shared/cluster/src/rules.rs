@@ -25,6 +25,7 @@
 //! (`isScreenOn true` / `registersensorsuccess: true` stay apart).
 
 use crate::mask::WILDCARD;
+use crate::pattern::is_route;
 use crate::Config;
 
 pub(crate) fn is_literal(t: &str) -> bool {
@@ -43,16 +44,22 @@ fn key_of(v: &str) -> Option<&str> {
     v.find(['=', ':']).map(|i| &v[..=i]).filter(|k| k.len() > 1)
 }
 
-/// Is position `p` of a sibling set variable? `tokens` is any member of the
-/// set (they agree outside `p`); `values` are the distinct tokens at `p`,
-/// sorted, at least two.
-pub(crate) fn position_varies(tokens: &[&str], p: usize, values: &[&str], cfg: &Config) -> bool {
+/// Does the rest of the template carry enough words to judge position `p`?
+fn has_context(tokens: &[&str], p: usize) -> bool {
     let context = tokens
         .iter()
         .enumerate()
         .filter(|&(i, t)| i != p && is_informative(t))
         .count();
-    if context < 2 || 2 * context < tokens.len() {
+    context >= 2 && 2 * context >= tokens.len()
+}
+
+/// Is position `p` of a sibling set variable? `tokens` is any member of the
+/// set (they agree outside `p`); `values` are the distinct tokens at `p`,
+/// sorted, at least two. Sets whose values are routes are judged by
+/// [`varying_groups`] instead.
+pub(crate) fn position_varies(tokens: &[&str], p: usize, values: &[&str], cfg: &Config) -> bool {
+    if !has_context(tokens, p) {
         return false;
     }
     if p > 0 && values.len() >= required_distinct(values, cfg) {
@@ -65,6 +72,98 @@ pub(crate) fn position_varies(tokens: &[&str], p: usize, values: &[&str], cfg: &
         }
         None => false,
     }
+}
+
+/// Which of the distinct `values` at position `p` are one variable: groups
+/// of indices into `values`, each to be merged. Usually all or nothing (see
+/// [`position_varies`]); but when the values are routes or paths with
+/// literal words (`/users/<*>/keys`, kept by the request-line rule), two of
+/// them only belong together if they differ in exactly one segment, and that
+/// segment shows enough distinct values by rule (a). A route's words are
+/// its operation: `/servers/detail`, `/servers` and `/flavors` stay apart
+/// however many there are.
+pub(crate) fn varying_groups(
+    tokens: &[&str],
+    p: usize,
+    values: &[&str],
+    cfg: &Config,
+) -> Vec<Vec<usize>> {
+    if !values.iter().any(|v| is_route(v)) {
+        return if position_varies(tokens, p, values, cfg) {
+            vec![(0..values.len()).collect()]
+        } else {
+            Vec::new()
+        };
+    }
+    if p == 0 || !has_context(tokens, p) {
+        return Vec::new();
+    }
+    route_groups(values, cfg)
+}
+
+/// Splits a route into its items: segments and the separators between them.
+fn route_items(v: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, c) in v.char_indices() {
+        if matches!(c, '/' | '?' | '&' | '=' | ';' | ',') {
+            if start < i {
+                out.push(&v[start..i]);
+            }
+            out.push(&v[i..i + 1]);
+            start = i + 1;
+        }
+    }
+    if start < v.len() {
+        out.push(&v[start..]);
+    }
+    out
+}
+
+fn is_route_separator(item: &str) -> bool {
+    item.len() == 1 && matches!(item.as_bytes()[0], b'/' | b'?' | b'&' | b'=' | b';' | b',')
+}
+
+/// Route segments that name an operation, never a variable: the first
+/// word segment (the resource: `/servers`, `/v2/...`) and a word right
+/// after a value (`/<*>/servers`, `/jobs/<*>/cancel`).
+fn names_operation(items: &[&str], i: usize) -> bool {
+    let before = items[..i].iter().rev().find(|s| !is_route_separator(s));
+    match before {
+        None => true,
+        Some(prev) => prev.contains(WILDCARD),
+    }
+}
+
+fn route_groups(values: &[&str], cfg: &Config) -> Vec<Vec<usize>> {
+    let items: Vec<Vec<&str>> = values.iter().map(|v| route_items(v)).collect();
+    // (item count, position, the other items) -> indices of values.
+    let mut by_rest: std::collections::BTreeMap<(usize, usize, Vec<&str>), Vec<usize>> =
+        std::collections::BTreeMap::new();
+    for (vi, it) in items.iter().enumerate() {
+        for (i, seg) in it.iter().enumerate() {
+            if is_route_separator(seg) || names_operation(it, i) {
+                continue;
+            }
+            let rest: Vec<&str> = it
+                .iter()
+                .enumerate()
+                .map(|(j, s)| if j == i { "" } else { *s })
+                .collect();
+            by_rest.entry((it.len(), i, rest)).or_default().push(vi);
+        }
+    }
+    // Words inside a route are usually operations (`/servers/detail`,
+    // `/servers/action`), so they need the stricter enumeration evidence.
+    by_rest
+        .into_iter()
+        .filter_map(|((_, i, _), members)| {
+            let mut segs: Vec<&str> = members.iter().map(|&v| items[v][i]).collect();
+            segs.sort_unstable();
+            segs.dedup();
+            (segs.len() >= 2 && segs.len() >= cfg.min_distinct_enums).then_some(members)
+        })
+        .collect()
 }
 
 /// How many distinct values rule (a) needs, given the values' shape.
@@ -152,6 +251,43 @@ mod tests {
         );
         assert!(is_informative("lock=<*>,"));
         assert!(!is_informative("(<*>):"));
+    }
+
+    #[test]
+    fn routes_merge_only_on_one_varying_segment() {
+        let t = "<*> \"GET X HTTP/<*>\" status: <*>";
+        let tokens: Vec<&str> = t.split(' ').collect();
+        let g = |values: &[&str]| varying_groups(&tokens, 2, values, &Config::default());
+        let routes = [
+            "/servers",
+            "/servers/detail",
+            "/flavors",
+            "/images/detail",
+            "/os-keypairs",
+            "/os-hosts",
+        ];
+        assert!(g(&routes).is_empty(), "different operations stay apart");
+        let users = [
+            "/users/<*>",
+            "/users/alice/keys",
+            "/users/bob/keys",
+            "/users/carol/keys",
+            "/users/dave/keys",
+            "/users/erin/keys",
+        ];
+        assert_eq!(g(&users), [vec![1, 2, 3, 4, 5]]);
+        assert!(
+            g(&users[..5]).is_empty(),
+            "four names are not yet a variable"
+        );
+        let ops = [
+            "/jobs/<*>/cancel",
+            "/jobs/<*>/log",
+            "/jobs/<*>/retry",
+            "/jobs/<*>/stop",
+            "/jobs/<*>/x",
+        ];
+        assert!(g(&ops).is_empty(), "a word after an id names the operation");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! Elements refer to the message by byte offsets, so scanning allocates
 //! nothing beyond the caller's reusable element buffer.
 
-use crate::classify::{is_variable, PieceShape, CLASS, DELIM, DOT, WS};
+use crate::classify::{is_blob, is_variable, PieceShape, CLASS, DELIM, DIGIT, DOT, WS};
+use crate::route::{http_version_prefix, is_method, scan_target, target_starts};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Kind {
@@ -150,6 +151,10 @@ pub(crate) fn scan(b: &[u8], elems: &mut Vec<Elem>) {
             i += 1;
             continue;
         }
+        if after_method(b, elems) && target_starts(b, i) {
+            i = scan_target(b, i, elems);
+            continue;
+        }
         let start = i;
         let mut shape = PieceShape::default();
         while i < n {
@@ -165,6 +170,19 @@ pub(crate) fn scan(b: &[u8], elems: &mut Vec<Elem>) {
             push(elems, Kind::Mask, start, i);
             continue;
         }
+        if let Some(k) = http_version_prefix(&b[start..i]) {
+            push(elems, Kind::Lit, start, start + k);
+            push(elems, Kind::Mask, start + k, i);
+            continue;
+        }
+        if i < n && b[i] == b'=' && shape.0 & DIGIT != 0 && is_blob(&b[start..i]) {
+            // A base64 blob with its padding, not a `key=`.
+            while i < n && b[i] == b'=' {
+                i += 1;
+            }
+            push(elems, Kind::Mask, start, i);
+            continue;
+        }
         let is_key = i < n && b[i] == b'=';
         let kind = if !is_key && is_variable(&b[start..i], shape) {
             Kind::Mask
@@ -175,6 +193,16 @@ pub(crate) fn scan(b: &[u8], elems: &mut Vec<Elem>) {
     }
     if matches!(elems.last(), Some(e) if e.kind == Kind::Space) {
         elems.pop();
+    }
+}
+
+/// Do the elements end with an HTTP method word and a space?
+fn after_method(b: &[u8], elems: &[Elem]) -> bool {
+    match elems {
+        [.., m, sp] if sp.kind == Kind::Space && m.kind == Kind::Lit => {
+            is_method(&b[m.start as usize..m.end as usize])
+        }
+        _ => false,
     }
 }
 

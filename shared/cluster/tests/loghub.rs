@@ -20,7 +20,10 @@ const DATASETS: [&str; 8] = [
 ];
 
 fn data_dir() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/loghub"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/loghub"
+    ))
 }
 
 fn read_lines(path: &PathBuf) -> Vec<String> {
@@ -39,8 +42,16 @@ fn loghub_grouping_accuracy() {
     for name in DATASETS {
         let msgs = read_lines(&dir.join(format!("{name}.messages.txt")));
         let truth = read_lines(&dir.join(format!("{name}.truth.txt")));
-        assert_eq!(msgs.len(), 2000, "{name}: a LogHub-2k sample has 2000 lines");
-        assert_eq!(truth.len(), msgs.len(), "{name}: one truth label per message");
+        assert_eq!(
+            msgs.len(),
+            2000,
+            "{name}: a LogHub-2k sample has 2000 lines"
+        );
+        assert_eq!(
+            truth.len(),
+            msgs.len(),
+            "{name}: one truth label per message"
+        );
         let refs: Vec<&str> = msgs.iter().map(String::as_str).collect();
         let labels = cluster_batch(&refs, &Config::default());
         let ga = grouping_accuracy(&truth, &labels);
@@ -53,5 +64,10 @@ fn loghub_grouping_accuracy() {
     let avg = total / DATASETS.len() as f64;
     println!("{report}average GA {avg:.3}");
     assert!(avg >= 0.98, "average GA {avg:.3} < 0.98\n{report}");
-    assert!(worst.1 >= 0.93, "{} GA {:.3} < 0.93\n{report}", worst.0, worst.1);
+    assert!(
+        worst.1 >= 0.93,
+        "{} GA {:.3} < 0.93\n{report}",
+        worst.0,
+        worst.1
+    );
 }
