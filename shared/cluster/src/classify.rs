@@ -62,12 +62,12 @@ impl PieceShape {
 #[inline]
 pub(crate) fn is_variable(p: &[u8], s: PieceShape) -> bool {
     if s.has(DIGIT) {
-        return true;
+        return !is_error_code(p);
     }
     if s.has(SLASH) && is_path(p) {
         return true;
     }
-    if s.has(DOT) && is_hostname(p) {
+    if s.has(DOT) && (is_hostname(p) || is_file_name(p)) {
         return true;
     }
     !s.has(NON_HEX) && p.len() >= 8
@@ -82,6 +82,18 @@ pub(crate) fn is_blob(p: &[u8]) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-'))
         && p.iter().any(u8::is_ascii_uppercase)
         && p.iter().any(u8::is_ascii_lowercase)
+}
+
+/// Error codes name the error, they are not values: one to four upper-case
+/// letters, an optional `-`, and three to five digits (`E0308`, `TS2322`,
+/// `C2065`, `CS0103`, `ORA-00942`, `AH00558`, `SC2086`).
+pub(crate) fn is_error_code(p: &[u8]) -> bool {
+    let letters = p.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    let rest = &p[letters..];
+    let digits = rest.strip_prefix(b"-").unwrap_or(rest);
+    (1..=4).contains(&letters)
+        && (3..=5).contains(&digits.len())
+        && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// [`is_variable`] for a piece whose shape was not gathered while scanning.
@@ -117,6 +129,81 @@ pub(crate) fn is_path(p: &[u8]) -> bool {
         }
         None => false,
     }
+}
+
+/// File names without a directory (`main.rs`, `Foo.java`, `app.log`): a
+/// stem and a well-known extension. Java-style dotted names end in a class
+/// or member name (`android.intent.action.MAIN`), never in one of these.
+pub(crate) fn is_file_name(p: &[u8]) -> bool {
+    let p = p.strip_suffix(b".").unwrap_or(p);
+    let Some(dot) = p.iter().rposition(|&c| c == b'.') else {
+        return false;
+    };
+    dot > 0
+        && matches!(
+            &p[dot + 1..],
+            b"rs"
+                | b"py"
+                | b"pyc"
+                | b"c"
+                | b"h"
+                | b"cc"
+                | b"cpp"
+                | b"cxx"
+                | b"hpp"
+                | b"java"
+                | b"class"
+                | b"jar"
+                | b"kt"
+                | b"scala"
+                | b"go"
+                | b"js"
+                | b"mjs"
+                | b"cjs"
+                | b"ts"
+                | b"tsx"
+                | b"jsx"
+                | b"rb"
+                | b"php"
+                | b"cs"
+                | b"swift"
+                | b"m"
+                | b"sh"
+                | b"json"
+                | b"yaml"
+                | b"yml"
+                | b"toml"
+                | b"xml"
+                | b"ini"
+                | b"cfg"
+                | b"conf"
+                | b"properties"
+                | b"txt"
+                | b"log"
+                | b"md"
+                | b"csv"
+                | b"sql"
+                | b"html"
+                | b"css"
+                | b"proto"
+                | b"lock"
+                | b"so"
+                | b"dll"
+                | b"exe"
+                | b"o"
+                | b"a"
+                | b"gz"
+                | b"zip"
+                | b"tar"
+                | b"png"
+                | b"jpg"
+                | b"pdf"
+                | b"pid"
+                | b"sock"
+                | b"tmp"
+                | b"bak"
+                | b"db"
+        )
 }
 
 /// Host names: at least two dot-separated labels of `[A-Za-z0-9-]`, none
@@ -391,6 +478,26 @@ mod tests {
         assert!(!is_hostname(b"localhost"));
         assert!(!is_hostname(b"a..com"));
         assert!(!is_hostname(b"mapred.job.id"));
+    }
+
+    #[test]
+    fn error_codes_are_words() {
+        for code in ["E0308", "TS2322", "C2065", "ORA-00942", "AH00558"] {
+            assert!(!var(code), "{code}");
+        }
+        for value in ["t761", "E10", "KB2604115", "E0308x", "e0308", "ABCDE123"] {
+            assert!(var(value), "{value}");
+        }
+    }
+
+    #[test]
+    fn file_names() {
+        assert!(var("main.rs"));
+        assert!(var("Foo.java"));
+        assert!(var("app.log."));
+        assert!(!var("android.intent.action.MAIN"));
+        assert!(!var("workerEnv.init"));
+        assert!(!var(".rs"));
     }
 
     #[test]

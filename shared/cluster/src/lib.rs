@@ -51,6 +51,7 @@
 
 mod classify;
 mod clusterer;
+mod custom;
 pub mod eval;
 mod hash;
 pub mod mask;
@@ -62,6 +63,7 @@ mod rules;
 mod scan;
 
 pub use clusterer::{Clusterer, StateError};
+pub use custom::{MaskRules, RuleError, RuleSet, RuleSpec};
 pub use mask::{mask, Masker, WILDCARD};
 
 use std::fmt;
@@ -163,7 +165,13 @@ pub fn template_of(msg: &str) -> Template {
 /// final cluster. Labels depend only on the set of messages, not on their
 /// order or repetitions. This is what `achilles cluster` prints.
 pub fn cluster_batch(msgs: &[&str], cfg: &Config) -> Vec<ClusterId> {
-    let mut c = Clusterer::new(cfg.clone());
+    cluster_batch_with_rules(msgs, cfg, MaskRules::default())
+}
+
+/// [`cluster_batch`] with operator-defined masking rules applied after the
+/// built-in ones.
+pub fn cluster_batch_with_rules(msgs: &[&str], cfg: &Config, rules: MaskRules) -> Vec<ClusterId> {
+    let mut c = Clusterer::new(cfg.clone()).with_rules(rules);
     let tids: Vec<u32> = msgs.iter().map(|m| c.intern(m)).collect();
     c.rebuild();
     tids.into_iter().map(|t| c.cluster_of(t)).collect()

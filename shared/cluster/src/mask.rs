@@ -30,26 +30,34 @@
 //!    (`troi.bluesky-technologies.com`), so Java-style names are kept.
 //! 6. **Long hex words** of 8+ hex letters only (`ffffffff`).
 //! 7. **Quoted literals**: `"..."`, `'...'` and `` `...` `` opened at a word
-//!    start or after `= ( [ { : , |` and closed within the same word before
-//!    a non-alphanumeric byte are rendered `"<*>"` (`'lodash'`, `` `foo` ``).
-//!    Quoted phrases with spaces are masked word by word instead: they often
-//!    *are* the message kind (HTTP request lines such as `"GET /x HTTP/1.1"`).
-//!    Apostrophes (`can't`) are not quotes.
+//!    start or after `= ( [ { : , |` and closed before a non-alphanumeric
+//!    byte are rendered `"<*>"` (`'lodash'`, `` `foo` ``). Single quotes and
+//!    backticks may enclose spaces (compilers quote code with them:
+//!    `'struct point'`, `` `HashMap<String, u32>` ``); double-quoted phrases
+//!    with spaces are masked word by word instead: they often *are* the
+//!    message kind (`msg="query failed"`, `"GET /x HTTP/1.1"`). Apostrophes
+//!    (`can't`) are not quotes.
 //! 8. **Dates and units**: month and weekday names next to another masked
 //!    date part (`Sat Jul  9 12:16:49 2005`), and unit words and time zone
 //!    abbreviations right after a masked number (`18.4 KB`, `<1 sec`,
 //!    `42 bytes`, `4.9 MiB/s`, `12:00:01 UTC`), are part of the value.
-//! 9. **Collapsing**: a run of values separated only by spaces or the glue
-//!    `: , ; # @ |` or `...` becomes one `<*>`, so lists and compound values
-//!    of any length give one template (`ask 1.2.3.4:50010 to delete blk_1 blk_2`
-//!    and `... delete blk_1` agree). A bracket group holding only values, or
-//!    nothing (`(18.4 KB)`, `()`, `[1, 2]`), counts as a value in such runs
-//!    and is otherwise rendered `(<*>)`.
+//! 9. **Collapsing**: a run of values separated only by spaces, the glue
+//!    `: , ; # @ |`, `...`, `and` or `or` becomes one `<*>`, so lists and
+//!    compound values of any length give one template (`ask 1.2.3.4:50010
+//!    to delete blk_1 blk_2` and `... delete blk_1` agree, and so do
+//!    `missing: 'a'` and `missing: 'a', 'b', and 'c'`). A bracket group
+//!    holding only values, or nothing (`(18.4 KB)`, `()`, `[1, 2]`), and a
+//!    quoted value count as values in such runs; alone they are rendered
+//!    `(<*>)` and `'<*>'`, and so is a run that starts and ends with the
+//!    same quote (`'<*>'` for the list above).
+//! 10. **Qualified locations**: a name after `<value>::` belongs to the value
+//!     (`FAILED tests/test_a.py::test_total - ...` gives `FAILED <*> - ...`).
 //!
 //! Whitespace is normalised to single spaces, so a template never contains
 //! tabs or newlines (the persisted state relies on that).
 
 use crate::classify::{is_date_name, is_unit, is_zone};
+use crate::custom::MaskRules;
 use crate::render::render;
 use crate::scan::{scan, Elem, Kind};
 
@@ -61,6 +69,7 @@ pub const WILDCARD: &str = "<*>";
 #[derive(Default)]
 pub struct Masker {
     elems: Vec<Elem>,
+    rules: MaskRules,
 }
 
 /// Masks one message, allocating a fresh `String`. For bulk work prefer
@@ -77,6 +86,15 @@ impl Masker {
         Self::default()
     }
 
+    /// A masker that applies operator-defined `rules` after the built-in
+    /// ones (see [`crate::RuleSet`]).
+    pub fn with_rules(rules: MaskRules) -> Self {
+        Self {
+            elems: Vec::new(),
+            rules,
+        }
+    }
+
     /// Writes the template of `msg` into `out` (cleared first).
     pub fn mask_into(&mut self, msg: &str, out: &mut String) {
         out.clear();
@@ -90,6 +108,9 @@ impl Masker {
         scan(msg.as_bytes(), &mut self.elems);
         self.apply_word_rules(msg.as_bytes());
         render(&self.elems, msg, out);
+        if !self.rules.is_empty() {
+            self.rules.apply(out);
+        }
     }
 
     /// Is element `k` a `:` directly followed (or preceded, `dir` = -1) by a mask?
@@ -125,7 +146,18 @@ impl Masker {
         }
     }
 
-    /// Stage 2: rules that need a piece's neighbours (rules 1 and 8).
+    /// Is element `k` a name qualified by a located value, `<value>::name`
+    /// (pytest node ids `tests/x.py::test_y`, `file.rs::module::item`)?
+    /// Such names locate the value further and are part of it.
+    fn after_located_value(&self, b: &[u8], k: usize) -> bool {
+        let colon = |e: &Elem| e.kind == Kind::Punct && b[e.start as usize] == b':';
+        k >= 3
+            && colon(&self.elems[k - 1])
+            && colon(&self.elems[k - 2])
+            && self.elems[k - 3].kind == Kind::Mask
+    }
+
+    /// Stage 2: rules that need a piece's neighbours (rules 1, 8 and 10).
     fn apply_word_rules(&mut self, b: &[u8]) {
         if self
             .elems
@@ -137,6 +169,10 @@ impl Masker {
         let len = self.elems.len();
         for k in 0..len {
             let e = self.elems[k];
+            if e.kind == Kind::Lit && self.after_located_value(b, k) {
+                self.elems[k].kind = Kind::Mask;
+                continue;
+            }
             if e.kind != Kind::Lit || e.end - e.start > 12 {
                 continue;
             }
@@ -191,7 +227,7 @@ mod tests {
             m("Found child 6725 in slot 10"),
             "Found child <*> in slot <*>"
         );
-        assert_eq!(m("offset -42 and 3.14"), "offset <*> and <*>");
+        assert_eq!(m("offset -42 and 3.14"), "offset <*>");
         assert_eq!(m("value 0x1f at 8a2a501"), "value <*> at <*>");
         assert_eq!(m("generating core.2275"), "generating <*>");
         assert_eq!(
@@ -284,6 +320,14 @@ mod tests {
         );
         assert_eq!(m(r#"tag="*launch*", name=x"#), r#"tag="<*>", name=x"#);
         assert_eq!(m("Can't find child"), "Can't find child");
+        assert_eq!(
+            m("error: 'struct point' has no member named 'z'"),
+            "error: '<*>' has no member named '<*>'"
+        );
+        assert_eq!(
+            m("mismatched types: expected `HashMap<String, u32>`, found `()`"),
+            "mismatched types: expected `<*>`, found `<*>`"
+        );
         // Phrases keep their words; only values inside are masked.
         assert_eq!(m(r#"tag="View Lock", x"#), r#"tag="View Lock", x"#);
         assert_eq!(
@@ -342,6 +386,15 @@ mod tests {
             "{:?}",
             t.elapsed()
         );
+    }
+
+    #[test]
+    fn rule10_qualified_locations() {
+        assert_eq!(
+            m("FAILED tests/api/test_orders.py::TestCart::test_total - assert 3 == 4"),
+            "FAILED <*> - assert <*> == <*>"
+        );
+        assert_eq!(m("use std::fmt::Display"), "use std::fmt::Display");
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! Masking cannot know that a plain word is variable (`session closed for
 //! user news` / `... cyrus`), or that a one-off value escaped the masking
 //! rules (`wpad:<*>` next to `<*>`). This stage finds such positions by
-//! comparing templates of equal length, and repeats two passes until
+//! comparing templates of equal length, and repeats three passes until
 //! nothing changes:
 //!
+//! 0. **Agreement.** Templates equal but for grammatical number
+//!    (`argument`/`arguments`, `was`/`were`) are one message: printf-style
+//!    messages pluralise with their counts.
 //! 1. **Siblings.** Templates identical except at one position `p` form a
 //!    sibling set; the whole set merges (with `<*>` at `p`) when the values
 //!    at `p` show that the position is variable, see
@@ -88,9 +91,10 @@ pub(crate) fn merge(templates: &[&str], cfg: &Config) -> Merged {
         .collect();
     loop {
         let mut uf = UnionFind::new(clusters.len());
-        let a = sibling_pass(&clusters, cfg, &mut uf);
-        let b = subsumption_pass(&clusters, &mut uf);
-        if !a && !b {
+        let a = agreement_pass(&clusters, &mut uf);
+        let b = sibling_pass(&clusters, cfg, &mut uf);
+        let c = subsumption_pass(&clusters, &mut uf);
+        if !a && !b && !c {
             break;
         }
         clusters = regroup(clusters, &mut uf);
@@ -130,6 +134,52 @@ fn by_len(clusters: &[Cluster]) -> Vec<Vec<u32>> {
         .map(|g| g.1)
         .filter(|g| g.len() > 1)
         .collect()
+}
+
+/// Pass 0: templates that differ only in grammatical number are one message
+/// (`takes <*> argument but <*> were given` / `takes <*> arguments but <*>
+/// was given`): printf-style messages pluralise with their counts.
+fn agreement_pass(clusters: &[Cluster], uf: &mut UnionFind) -> bool {
+    let mut keyed: Vec<(Vec<std::borrow::Cow<'_, str>>, u32)> = clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.tokens.iter().map(|t| singular(t)).collect(), i as u32))
+        .collect();
+    keyed.sort_unstable();
+    let mut changed = false;
+    for run in keyed.chunk_by(|a, b| a.0 == b.0) {
+        for x in &run[1..] {
+            changed |= uf.union(run[0].1, x.1);
+        }
+    }
+    changed
+}
+
+/// A word and the punctuation after it (`arguments:` -> `arguments`, `:`).
+pub(crate) fn split_word(t: &str) -> (&str, &str) {
+    let core = t.trim_end_matches(|c: char| c.is_ascii_punctuation());
+    (core, &t[core.len()..])
+}
+
+/// The grammatical-number-free form of a token: lower-case words lose a
+/// plural `s`, and `were`, `are`, `have` become `was`, `is`, `has`;
+/// punctuation after the word stays.
+pub(crate) fn singular(t: &str) -> std::borrow::Cow<'_, str> {
+    let (core, punct) = split_word(t);
+    let stem = match core {
+        "were" => "was",
+        "are" => "is",
+        "have" => "has",
+        _ if core.len() >= 4
+            && core.bytes().all(|c| c.is_ascii_lowercase())
+            && core.ends_with('s')
+            && !core.ends_with("ss") =>
+        {
+            &core[..core.len() - 1]
+        }
+        _ => return std::borrow::Cow::Borrowed(t),
+    };
+    std::borrow::Cow::Owned(format!("{stem}{punct}"))
 }
 
 /// Pass 1: variable positions among sibling templates.
@@ -489,6 +539,31 @@ mod tests {
                 m.patterns[c as usize]
             );
         }
+    }
+
+    #[test]
+    fn grammatical_number_is_not_a_message_kind() {
+        let out = run(&[
+            "f() takes <*> positional argument but <*> were given",
+            "f() takes <*> positional arguments but <*> were given",
+            "f() takes <*> positional arguments but <*> was given",
+        ]);
+        assert!(out.iter().all(|p| p == &out[0]), "{out:?}");
+        assert_eq!(
+            out[0],
+            "f() takes <*> positional argument<*> but <*> <*> given"
+        );
+        let out = run(&[
+            "missing <*> argument: '<*>'",
+            "missing <*> arguments: '<*>'",
+        ]);
+        assert_eq!(out[0], "missing <*> argument<*>: '<*>'");
+        assert_eq!(out[0], out[1]);
+        let out = run(&[
+            "<*> more authentication failure",
+            "<*> more authentication failed",
+        ]);
+        assert_ne!(out[0], out[1]);
     }
 
     #[test]
