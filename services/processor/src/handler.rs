@@ -46,6 +46,8 @@ pub struct Processor {
     pub group: String,
     pub topics: Topics,
     pub outbox_wake: Arc<Notify>,
+    /// `[cluster]` masking rules, compiled at start-up.
+    pub mask_rules: Arc<achilles_cluster::RuleSet>,
 }
 
 fn ts(us: i64) -> DateTime<Utc> {
@@ -204,7 +206,7 @@ impl BatchHandler for Processor {
                             .map(|f| (f.cause, f.effect, f.fixed_by, ts(f.fixed_at))),
                     );
                     if let Some(o) = fx.occurrence {
-                        let template = achilles_cluster::template_of(&o.message);
+                        let template = self.mask_rules.template_of(e.tenant.as_str(), &o.message);
                         let tid = template.id().to_string();
                         let at = ts(o.t);
                         let key = (e.tenant.to_string(), tid.clone(), sid);
