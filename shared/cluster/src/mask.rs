@@ -19,12 +19,17 @@
 //!    IPv6 and MAC addresses, `host:port`, `line:column` pairs and clock
 //!    times (`12:16:49`) are pieces joined by `:`, and collapse (rule 9);
 //!    short hex-letter groups inside them (`FF` in `FF:F2:9F`) are values.
+//!    Error codes right before `:` or `]` are words, not values: they name
+//!    the error (`error[E0308]:`, `error TS2322:`, `AH00558:`).
 //! 2. **Keys stay.** A piece directly followed by `=` is a key and is kept
 //!    even if it has digits (`PSR0=`, `x1=`); only the value after `=` is
 //!    judged. Values without digits (`user=root`, `overlap:true`, `ws=null`)
 //!    are kept: in practice they are enumerations whose values distinguish
 //!    message kinds.
-//! 3. **Paths**: `/abs`, `~/x`, `./x`, `../x`, `\win`, `a/b/c`, `dir/f.ext`.
+//! 3. **Paths and files**: `/abs`, `~/x`, `./x`, `../x`, `\win`, `a/b/c`,
+//!    `dir/f.ext`, and file names with a well-known extension (`main.rs`,
+//!    `Foo.java`). In an HTTP request line the path is a route instead:
+//!    only its variable segments are masked (see `route.rs`).
 //! 4. **URLs**: `scheme://...` up to the next whitespace or quote.
 //! 5. **Host names** without digits: dotted labels ending in a known TLD
 //!    (`troi.bluesky-technologies.com`), so Java-style names are kept.
@@ -251,6 +256,23 @@ mod tests {
             m("id 123e4567-e89b-12d3-a456-426614174000 gone"),
             "id <*> gone"
         );
+    }
+
+    #[test]
+    fn error_codes_before_a_colon_or_bracket_stay() {
+        assert_eq!(
+            m("src/a.rs:3:5: error[E0308]: mismatched types"),
+            "<*>: error[E0308]: mismatched types"
+        );
+        assert_eq!(
+            m("x.ts(1,2): error TS2322: Type"),
+            "<*>: error TS2322: Type"
+        );
+        assert_eq!(
+            m("AH00558: cannot determine name"),
+            "AH00558: cannot determine name"
+        );
+        assert_eq!(m("job J00123 done"), "job <*> done");
     }
 
     #[test]

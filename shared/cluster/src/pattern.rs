@@ -22,13 +22,15 @@ pub(crate) fn is_route(tok: &str) -> bool {
 /// True if `pat` (which may contain `<*>`) matches all of `tok`.
 /// `<*>` matches any (possibly empty) text, so `a=<*>,` matches `a=1,` and
 /// `a=<*>,`, and `<*>` matches every token; but inside a route it stands
-/// for one segment: `/users/<*>` matches `/users/42`, not `/users/42/keys`.
+/// for a masked value within one segment: `/users/<*>` covers `/users/<*>`,
+/// not `/users/<*>/keys`, nor `/users/me` (a route's words name its
+/// operation: `/servers/<*>` and `/servers/detail` are different calls).
 pub(crate) fn token_matches(pat: &str, tok: &str) -> bool {
     if !pat.contains(WILDCARD) {
         return pat == tok;
     }
     let route = is_route(pat);
-    let gap_ok = |g: &str| !route || !g.contains('/');
+    let gap_ok = |g: &str| !route || g.split(WILDCARD).all(str::is_empty);
     let mut parts = pat.split(WILDCARD);
     // `split` on a string that contains the separator yields >= 2 parts.
     let first = parts.next().unwrap_or("");
@@ -282,8 +284,9 @@ mod tests {
         assert!(!token_matches("a=<*>,", "a=1"));
         assert!(!token_matches("ab<*>ba", "aba"));
         assert!(!token_matches("foo", "<*>"));
-        assert!(token_matches("/users/<*>", "/users/42"));
-        assert!(!token_matches("/users/<*>", "/users/42/keys"));
+        assert!(token_matches("/users/<*>", "/users/<*>"));
+        assert!(!token_matches("/users/<*>", "/users/<*>/keys"));
+        assert!(!token_matches("/servers/<*>", "/servers/detail"));
         assert!(token_matches("<*>", "/a/b"));
         assert!(token_matches("cmp=<*>", "cmp=a/.b"));
         assert!(pattern_covers(&["<*>", "closed"], &["x:<*>", "closed"]));

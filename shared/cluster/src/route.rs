@@ -6,16 +6,17 @@
 //! (`GET /servers/detail` and `POST /servers/<id>/action` are different
 //! operations), and only some of its segments are values. So a path or URL
 //! right after an HTTP method word is split at `/ ? & = ; ,` and every
-//! segment is judged alone: ids, numbers, hashes, UUIDs, percent-encoded text
-//! and file names (`app.3f2a.js`, `logo.png`) are values; plain words
-//! (`servers`, `detail`, `os-keypairs`) and API versions (`v2`) stay. The
+//! segment is judged alone: ids, numbers, hashes, UUIDs and percent-encoded
+//! text are values; words (`servers`, `detail`, `os-keypairs`,
+//! `meta_data.json`) and API versions (`v2`) stay, and the merge stage
+//! generalises a segment that shows many distinct words (see
+//! `rules::varying_groups`). The
 //! scheme and authority of an absolute URL (`http://10.0.0.1:8080`) are one
 //! value. Query keys stay, query values are judged like segments.
 //!
 //! The version after the target is rendered `HTTP/<*>` wherever it appears,
 //! so a status line (`HTTP/1.1 404 Not Found`) keeps its protocol word too.
 
-use crate::classify::is_variable_piece;
 use crate::scan::{is_ws, Elem, Kind};
 
 /// Request methods of RFC 9110 plus PATCH (RFC 5789), upper case only.
@@ -73,14 +74,8 @@ fn segment_is_value(s: &[u8]) -> bool {
     if version {
         return false;
     }
-    if s.contains(&b'%') {
-        return true;
-    }
-    // A file name: a dot inside the segment (`logo.png`, `app.min.js`).
-    if s.len() > 2 && s[1..s.len() - 1].contains(&b'.') {
-        return true;
-    }
-    is_variable_piece(s)
+    s.iter().any(|c| c.is_ascii_digit() || *c == b'%')
+        || (s.len() >= 8 && s.iter().all(u8::is_ascii_hexdigit))
 }
 
 /// Scans the request target starting at `i` (see [`target_starts`]) into
@@ -145,6 +140,10 @@ mod tests {
         assert_eq!(
             mask("GET /static/js/app.3f2a1c.js 304"),
             "GET /static/js/<*>"
+        );
+        assert_eq!(
+            mask("GET /openstack/2013-10-17/meta_data.json HTTP/1.1"),
+            "GET /openstack/<*>/meta_data.json HTTP/<*>"
         );
         assert_eq!(
             mask("GET http://10.1.1.1:8080/health HTTP/1.0"),

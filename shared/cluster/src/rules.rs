@@ -19,10 +19,16 @@
 //!   or `key:...` with the same key and at least one of them is already
 //!   masked (`ws=null,` vs `ws=WorkSource{<*>},`).
 //!
-//! In both cases the rest of the template must carry enough words (at least
-//! two tokens, and half of all tokens, with letters outside wildcards), so
-//! that short or already vague templates do not swallow each other
-//! (`isScreenOn true` / `registersensorsuccess: true` stay apart).
+//! In both cases the rest of the template must carry enough words: tokens
+//! with letters outside wildcards, at least three, or two that are half of
+//! all tokens. So short or already vague templates do not swallow each
+//! other (`isScreenOn true` / `registersensorsuccess: true` stay apart),
+//! while value-heavy lines such as access-log entries, where a request line
+//! and a few words hold the structure, can still merge. A `-` value (the
+//! usual placeholder of a missing field) counts as a value, not a word.
+//!
+//! Values that are routes (request-line paths, see `route.rs`) are judged
+//! segment by segment instead, see [`varying_groups`].
 
 use crate::mask::WILDCARD;
 use crate::pattern::is_route;
@@ -51,7 +57,7 @@ fn has_context(tokens: &[&str], p: usize) -> bool {
         .enumerate()
         .filter(|&(i, t)| i != p && is_informative(t))
         .count();
-    context >= 2 && 2 * context >= tokens.len()
+    context >= 3 || (context >= 2 && 2 * context >= tokens.len())
 }
 
 /// Is position `p` of a sibling set variable? `tokens` is any member of the
@@ -169,7 +175,12 @@ fn route_groups(values: &[&str], cfg: &Config) -> Vec<Vec<usize>> {
 /// How many distinct values rule (a) needs, given the values' shape.
 /// Already-masked values do not vote.
 fn required_distinct(values: &[&str], cfg: &Config) -> usize {
-    let mut literal = values.iter().filter(|v| is_literal(v)).peekable();
+    // `-` is the conventional placeholder of a missing value (access logs'
+    // `- alice`), a value itself: it does not vote either.
+    let mut literal = values
+        .iter()
+        .filter(|v| is_literal(v) && **v != "-")
+        .peekable();
     if literal.peek().is_none() {
         return cfg.min_distinct_names;
     }
@@ -213,6 +224,10 @@ mod tests {
         assert!(!varies(t, 4, &["Root", "news", "test"]));
         // Masked values count as values but do not vote on the shape.
         assert!(varies(t, 4, &["<*>", "news", "test"]));
+        assert!(
+            varies(t, 4, &["-", "news", "test"]),
+            "`-` is a missing value"
+        );
     }
 
     #[test]

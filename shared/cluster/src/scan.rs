@@ -7,7 +7,9 @@
 //! Elements refer to the message by byte offsets, so scanning allocates
 //! nothing beyond the caller's reusable element buffer.
 
-use crate::classify::{is_blob, is_variable, PieceShape, CLASS, DELIM, DIGIT, DOT, WS};
+use crate::classify::{
+    is_blob, is_error_code, is_variable, PieceShape, CLASS, DELIM, DIGIT, DOT, WS,
+};
 use crate::route::{http_version_prefix, is_method, scan_target, target_starts};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -196,7 +198,8 @@ pub(crate) fn scan(b: &[u8], elems: &mut Vec<Elem>) {
             continue;
         }
         let is_key = i < n && b[i] == b'=';
-        let kind = if !is_key && is_variable(&b[start..i], shape) {
+        let is_code = i < n && matches!(b[i], b':' | b']') && is_error_code(&b[start..i]);
+        let kind = if !is_key && !is_code && is_variable(&b[start..i], shape) {
             Kind::Mask
         } else {
             Kind::Lit
