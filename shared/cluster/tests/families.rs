@@ -307,7 +307,8 @@ fn unseen_log_families_group_by_template() {
             .iter()
             .zip(&truth)
             .all(|(l, x)| *l != mine[0] || *x == t);
-        if !(mine.iter().all(|l| *l == mine[0]) && pure) && !wrong.contains(&t) {
+        let grouped = mine.iter().all(|l| *l == mine[0]) && pure;
+        if !grouped && !wrong.contains(&t) {
             wrong.push(t);
         }
     }
