@@ -164,7 +164,6 @@ pub(crate) fn is_file_name(p: &[u8]) -> bool {
                 | b"php"
                 | b"cs"
                 | b"swift"
-                | b"m"
                 | b"sh"
                 | b"json"
                 | b"yaml"
@@ -188,7 +187,6 @@ pub(crate) fn is_file_name(p: &[u8]) -> bool {
                 | b"dll"
                 | b"exe"
                 | b"o"
-                | b"a"
                 | b"gz"
                 | b"zip"
                 | b"tar"
@@ -495,6 +493,7 @@ mod tests {
         assert!(!var("android.intent.action.MAIN"));
         assert!(!var("workerEnv.init"));
         assert!(!var(".rs"));
+        assert!(!var("a.m."), "one-letter words are not extensions");
     }
 
     #[test]
