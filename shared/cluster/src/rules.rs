@@ -7,7 +7,8 @@
 //!
 //! * **(a) enough distinct values**: at least [`Config::min_distinct_names`]
 //!   when every literal value looks like a name (starts with a lower-case
-//!   letter: users, hosts, packages, files), otherwise at least
+//!   letter, after opening brackets and quotes: users, hosts, packages,
+//!   files, `(agent[<*>]):` subjects), otherwise at least
 //!   [`Config::min_distinct_enums`]: capitalised or upper-case words and
 //!   `key=word` settings are usually states or event kinds that distinguish
 //!   messages (`VM Paused` / `VM Started`, `overlap:true` / `overlap:false`,
@@ -46,8 +47,21 @@ pub(crate) fn is_informative(t: &str) -> bool {
 }
 
 /// The `key=` or `key:` prefix of a token, if it has a non-empty key.
+/// A trailing `:` (`(agent[<*>]):`) ends a subject, it introduces no value.
 fn key_of(v: &str) -> Option<&str> {
-    v.find(['=', ':']).map(|i| &v[..=i]).filter(|k| k.len() > 1)
+    v.find(['=', ':'])
+        .filter(|&i| i + 1 < v.len())
+        .map(|i| &v[..=i])
+        .filter(|k| k.len() > 1)
+}
+
+/// Does the value read as a name: its first letter or digit, after opening
+/// brackets and quotes (`(com.apple.foo[<*>]):`, `'alice'`), is lower case?
+fn reads_as_name(v: &str) -> bool {
+    v.trim_start_matches(['(', '[', '{', '"', '\'', '`'])
+        .as_bytes()
+        .first()
+        .is_some_and(u8::is_ascii_lowercase)
 }
 
 /// Does the rest of the template carry enough words to judge position `p`?
@@ -184,8 +198,7 @@ fn required_distinct(values: &[&str], cfg: &Config) -> usize {
     if literal.peek().is_none() {
         return cfg.min_distinct_names;
     }
-    let name_like = literal
-        .all(|v| v.as_bytes().first().is_some_and(u8::is_ascii_lowercase) && key_of(v).is_none());
+    let name_like = literal.all(|v| reads_as_name(v) && key_of(v).is_none());
     if name_like {
         cfg.min_distinct_names
     } else {
