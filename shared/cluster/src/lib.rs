@@ -49,6 +49,7 @@
 //! assert_eq!(c.template(id), Some("session closed for user <*>"));
 //! ```
 
+mod agreement;
 mod classify;
 mod clusterer;
 mod custom;
@@ -61,6 +62,7 @@ mod render;
 mod route;
 mod rules;
 mod scan;
+mod vocab;
 
 pub use clusterer::{Clusterer, StateError};
 pub use custom::{MaskRules, RuleError, RuleSet, RuleSpec};

@@ -61,10 +61,10 @@
 //! Whitespace is normalised to single spaces, so a template never contains
 //! tabs or newlines (the persisted state relies on that).
 
-use crate::classify::{is_date_name, is_unit, is_zone};
 use crate::custom::MaskRules;
 use crate::render::render;
 use crate::scan::{scan, Elem, Kind};
+use crate::vocab::{is_date_name, is_unit, is_zone};
 
 /// The wildcard that replaces variable parts in templates.
 pub const WILDCARD: &str = "<*>";

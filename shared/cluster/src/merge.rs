@@ -9,7 +9,7 @@
 //!
 //! 0. **Agreement.** Templates equal but for grammatical number
 //!    (`argument`/`arguments`, `was`/`were`) are one message: printf-style
-//!    messages pluralise with their counts.
+//!    messages pluralise with their counts (`agreement.rs`).
 //! 1. **Siblings.** Templates identical except at one position `p` form a
 //!    sibling set; the whole set merges (with `<*>` at `p`) when the values
 //!    at `p` show that the position is variable, see
@@ -32,6 +32,7 @@
 //! and unions are order-independent. Hence the same set of templates always
 //! yields the same clusters and the same patterns, in any process.
 
+use crate::agreement::agreement_pass;
 use crate::hash::{fnv1a64, FastMap};
 use crate::pattern::{generalize, pattern_covers, specificity, CoverIndex};
 use crate::rules::{can_subsume, varying_groups};
@@ -44,12 +45,12 @@ pub(crate) struct Merged {
     pub patterns: Vec<String>,
 }
 
-struct Cluster {
-    tokens: Vec<String>,
-    members: Vec<u32>,
+pub(crate) struct Cluster {
+    pub(crate) tokens: Vec<String>,
+    pub(crate) members: Vec<u32>,
 }
 
-struct UnionFind(Vec<u32>);
+pub(crate) struct UnionFind(Vec<u32>);
 
 impl UnionFind {
     fn new(n: usize) -> Self {
@@ -64,7 +65,7 @@ impl UnionFind {
         x
     }
     /// Union keeping the smaller root, so roots do not depend on call order.
-    fn union(&mut self, a: u32, b: u32) -> bool {
+    pub(crate) fn union(&mut self, a: u32, b: u32) -> bool {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra == rb {
             return false;
@@ -134,52 +135,6 @@ fn by_len(clusters: &[Cluster]) -> Vec<Vec<u32>> {
         .map(|g| g.1)
         .filter(|g| g.len() > 1)
         .collect()
-}
-
-/// Pass 0: templates that differ only in grammatical number are one message
-/// (`takes <*> argument but <*> were given` / `takes <*> arguments but <*>
-/// was given`): printf-style messages pluralise with their counts.
-fn agreement_pass(clusters: &[Cluster], uf: &mut UnionFind) -> bool {
-    let mut keyed: Vec<(Vec<std::borrow::Cow<'_, str>>, u32)> = clusters
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.tokens.iter().map(|t| singular(t)).collect(), i as u32))
-        .collect();
-    keyed.sort_unstable();
-    let mut changed = false;
-    for run in keyed.chunk_by(|a, b| a.0 == b.0) {
-        for x in &run[1..] {
-            changed |= uf.union(run[0].1, x.1);
-        }
-    }
-    changed
-}
-
-/// A word and the punctuation after it (`arguments:` -> `arguments`, `:`).
-pub(crate) fn split_word(t: &str) -> (&str, &str) {
-    let core = t.trim_end_matches(|c: char| c.is_ascii_punctuation());
-    (core, &t[core.len()..])
-}
-
-/// The grammatical-number-free form of a token: lower-case words lose a
-/// plural `s`, and `were`, `are`, `have` become `was`, `is`, `has`;
-/// punctuation after the word stays.
-pub(crate) fn singular(t: &str) -> std::borrow::Cow<'_, str> {
-    let (core, punct) = split_word(t);
-    let stem = match core {
-        "were" => "was",
-        "are" => "is",
-        "have" => "has",
-        _ if core.len() >= 4
-            && core.bytes().all(|c| c.is_ascii_lowercase())
-            && core.ends_with('s')
-            && !core.ends_with("ss") =>
-        {
-            &core[..core.len() - 1]
-        }
-        _ => return std::borrow::Cow::Borrowed(t),
-    };
-    std::borrow::Cow::Owned(format!("{stem}{punct}"))
 }
 
 /// Pass 1: variable positions among sibling templates.
@@ -539,31 +494,6 @@ mod tests {
                 m.patterns[c as usize]
             );
         }
-    }
-
-    #[test]
-    fn grammatical_number_is_not_a_message_kind() {
-        let out = run(&[
-            "f() takes <*> positional argument but <*> were given",
-            "f() takes <*> positional arguments but <*> were given",
-            "f() takes <*> positional arguments but <*> was given",
-        ]);
-        assert!(out.iter().all(|p| p == &out[0]), "{out:?}");
-        assert_eq!(
-            out[0],
-            "f() takes <*> positional argument<*> but <*> <*> given"
-        );
-        let out = run(&[
-            "missing <*> argument: '<*>'",
-            "missing <*> arguments: '<*>'",
-        ]);
-        assert_eq!(out[0], "missing <*> argument<*>: '<*>'");
-        assert_eq!(out[0], out[1]);
-        let out = run(&[
-            "<*> more authentication failure",
-            "<*> more authentication failed",
-        ]);
-        assert_ne!(out[0], out[1]);
     }
 
     #[test]

@@ -118,12 +118,12 @@ pub(crate) fn generalize(values: &[&str]) -> String {
     let segs: Vec<Vec<&str>> = values.iter().map(|v| segments(v)).collect();
     let min_len = segs.iter().map(Vec::len).min().unwrap_or(0);
     // Words in different grammatical number (`argument`, `arguments:`).
-    let (_, punct) = crate::merge::split_word(first);
+    let (_, punct) = crate::agreement::split_word(first);
     if values.iter().all(|v| {
-        crate::merge::split_word(v).1 == punct
-            && crate::merge::singular(v) == crate::merge::singular(first)
+        crate::agreement::split_word(v).1 == punct
+            && crate::agreement::singular(v) == crate::agreement::singular(first)
     }) {
-        let stem = crate::merge::singular(first);
+        let stem = crate::agreement::singular(first);
         let stem = &stem[..stem.len() - punct.len()];
         if !stem.is_empty() && values.iter().all(|v| v.starts_with(stem)) {
             return format!("{stem}{WILDCARD}{punct}");
