@@ -68,6 +68,7 @@ mod render;
 mod route;
 mod rules;
 mod scan;
+mod slots;
 mod vocab;
 
 pub use clusterer::{Clusterer, StateError};

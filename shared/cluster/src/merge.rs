@@ -4,8 +4,8 @@
 //! Masking cannot know that a plain word is variable (`session closed for
 //! user news` / `... cyrus`), or that a one-off value escaped the masking
 //! rules (`wpad:<*>` next to `<*>`). This stage finds such positions by
-//! comparing templates of equal length, and repeats three passes until
-//! nothing changes:
+//! comparing templates of equal length, and repeats four passes until
+//! nothing changes (the passes of one round are independent):
 //!
 //! 0. **Agreement.** Templates equal but for grammatical number
 //!    (`argument`/`arguments`, `was`/`were`) are one message: printf-style
@@ -16,7 +16,10 @@
 //!    [`crate::rules::position_varies`]: enough distinct values, with more
 //!    evidence asked of enumeration-like words and none accepted at the
 //!    first position.
-//! 2. **Subsumption.** A cluster whose pattern is covered token by token by
+//! 2. **Shared slots.** Templates equal except at two positions whose words
+//!    move between them (`X cannot be converted to Y` with `int`, `String`
+//!    on both sides) merge at both (`slots.rs`).
+//! 3. **Subsumption.** A cluster whose pattern is covered token by token by
 //!    a more general pattern (`<*>` covers `wpad:<*>`) joins it, if that
 //!    pattern may adopt ([`crate::rules::can_subsume`]); among
 //!    several covering patterns the most specific wins (most literal bytes,
@@ -36,6 +39,7 @@ use crate::agreement::agreement_pass;
 use crate::hash::{fnv1a64, FastMap};
 use crate::pattern::{generalize, pattern_covers, specificity, CoverIndex};
 use crate::rules::{can_subsume, varying_groups};
+use crate::slots::slot_pass;
 use crate::Config;
 
 /// Result of merging: `assign[i]` is the cluster of input template `i`;
@@ -95,7 +99,8 @@ pub(crate) fn merge(templates: &[&str], cfg: &Config) -> Merged {
         let a = agreement_pass(&clusters, &mut uf);
         let b = sibling_pass(&clusters, cfg, &mut uf);
         let c = subsumption_pass(&clusters, &mut uf);
-        if !a && !b && !c {
+        let d = slot_pass(&clusters, cfg, &mut uf);
+        if !a && !b && !c && !d {
             break;
         }
         clusters = regroup(clusters, &mut uf);
@@ -123,7 +128,7 @@ pub(crate) fn merge(templates: &[&str], cfg: &Config) -> Merged {
 }
 
 /// Cluster indices grouped by token count, each group in cluster order.
-fn by_len(clusters: &[Cluster]) -> Vec<Vec<u32>> {
+pub(crate) fn by_len(clusters: &[Cluster]) -> Vec<Vec<u32>> {
     let mut m: FastMap<usize, Vec<u32>> = FastMap::default();
     for (i, c) in clusters.iter().enumerate() {
         m.entry(c.tokens.len()).or_default().push(i as u32);

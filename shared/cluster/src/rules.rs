@@ -67,10 +67,15 @@ fn reads_as_name(v: &str) -> bool {
 
 /// Does the rest of the template carry enough words to judge position `p`?
 fn has_context(tokens: &[&str], p: usize) -> bool {
+    has_context_except(tokens, &[p])
+}
+
+/// [`has_context`] for the template without the positions in `skip`.
+pub(crate) fn has_context_except(tokens: &[&str], skip: &[usize]) -> bool {
     let context = tokens
         .iter()
         .enumerate()
-        .filter(|&(i, t)| i != p && is_informative(t))
+        .filter(|&(i, t)| !skip.contains(&i) && is_informative(t))
         .count();
     context >= 3 || (context >= 2 && 2 * context >= tokens.len())
 }

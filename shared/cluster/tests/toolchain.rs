@@ -98,6 +98,10 @@ fn templates_read_like_the_tools_messages() {
             "<*>: error TS2322: Type '<*>' is not assignable to type '<*>'.",
         ),
         (
+            "error: incompatible types:",
+            "<*>: error: incompatible types: <*> cannot be converted to <*>",
+        ),
+        (
             "is public, should be declared in a file named",
             "<*>: error: class <*> is public, should be declared in a file named <*>",
         ),
