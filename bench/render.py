@@ -159,7 +159,7 @@ def main():
     m = re.search(r"average GA ([\d.]+) over (\d+) datasets, ([\d.]+) msg/s on (\d+) messages", cluster_txt)
     cluster = {"msgs_per_s": float(m.group(3)), "average_ga": float(m.group(1)), "messages": int(m.group(4))} if m else None
     if not cluster:
-        notes.append("cluster_msgs_per_s is null: `achilles cluster` under loghub_eval.py failed: "
+        notes.append("cluster_msgs_per_s is null: `achilles cluster --eval` failed: "
                      + one_line(" / ".join(cluster_txt.strip().splitlines()[-3:])))
 
     rss, rss_note = {}, []
@@ -291,7 +291,7 @@ def render_readme(path, r, checks):
         ("Read endpoints p50 / p95 / p99, ms",
          f"open loop, {fmt(c['read_rate_requests_per_s'])} req/s target ({fmt(rd and rd['achieved_requests_per_s'])} achieved)",
          "—", q3(rd), ""),
-        ("`achilles cluster`, messages/s", "loghub_eval.py throughput run", "—", fmt(r["cluster_msgs_per_s"]), ""),
+        ("`achilles cluster`, messages/s", "`achilles cluster --eval` throughput run", "—", fmt(r["cluster_msgs_per_s"]), ""),
         ("Peak RSS, MiB", "VmHWM per service: " + ", ".join(f"{k} {fmt(v)}" for k, v in svc.items()),
          "≤ 512 each", fmt(max(svc.values())) if svc else "n/a", status("peak_rss_mib")),
     ]

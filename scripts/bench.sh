@@ -10,7 +10,7 @@
 #   4. nearsat  open loop at BENCH_NEAR_SAT_FRACTION x the sustained rate of phase 2
 #   5. api      open loop at BENCH_API_RATE requests/s, BENCH_API_BATCH events each
 #   6. read     open loop at BENCH_READ_RATE requests/s on the read endpoints (after ANALYZE)
-#   7. cluster  ../shared/tools/loghub_eval.py on `achilles cluster`
+#   7. cluster  `achilles cluster --eval` on the vendored LogHub samples (tests/data/loghub)
 #   8. micro    criterion micro-benchmarks (cargo bench -p achilles-core), BENCH_MICRO=0 skips
 #   9. profile  only with BENCH_PROFILE=1: perf record of the API and raw sink under load
 # Peak RSS (VmHWM) of every service in .stack/*.pid is read at the end.
@@ -42,7 +42,7 @@ BENCH_DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-120}
 BENCH_SETTLE_TIMEOUT=${BENCH_SETTLE_TIMEOUT:-60}
 BENCH_MICRO=${BENCH_MICRO:-1}
 BENCH_PROFILE=${BENCH_PROFILE:-0}
-BENCH_LOGHUB_EVAL=${BENCH_LOGHUB_EVAL:-$ROOT/../shared/tools/loghub_eval.py}
+BENCH_LOGHUB_DATA=${BENCH_LOGHUB_DATA:-$ROOT/tests/data/loghub}
 BENCH_STACK=${BENCH_STACK:-1}
 BENCH_SINK_METRICS=${BENCH_SINK_METRICS:-http://127.0.0.1:9101/metrics}
 BENCH_PROCESSOR_METRICS=${BENCH_PROCESSOR_METRICS:-http://127.0.0.1:9102/metrics}
@@ -260,12 +260,11 @@ phase read --read --request-rate "$BENCH_READ_RATE" --concurrency "$BENCH_OPEN_C
   --duration "$BENCH_PHASE_SECONDS" --seed 5
 
 # ------------------------------------------------------------ clustering
-info "phase cluster: $BENCH_LOGHUB_EVAL --cmd '$LOAD_BIN cluster'"
-if [[ -f $BENCH_LOGHUB_EVAL ]] &&
-  timeout 600 python3 "$BENCH_LOGHUB_EVAL" --cmd "$LOAD_BIN cluster" >"$WORK/cluster.txt" 2>&1; then
+info "phase cluster: $LOAD_BIN cluster --eval $BENCH_LOGHUB_DATA"
+if timeout 600 "$LOAD_BIN" cluster --eval "$BENCH_LOGHUB_DATA" >"$WORK/cluster.txt" 2>&1; then
   tail -n 1 "$WORK/cluster.txt" >&2
 else
-  warn "phase cluster failed: $(tail -n 2 "$WORK/cluster.txt" 2>/dev/null || echo "$BENCH_LOGHUB_EVAL not found")"
+  warn "phase cluster failed: $(tail -n 2 "$WORK/cluster.txt" 2>/dev/null)"
   echo "FAILED" >>"$WORK/cluster.txt"
 fi
 

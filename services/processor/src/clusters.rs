@@ -15,12 +15,16 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::db::clusters::{self, TemplateDelta};
-use achilles_cluster::{Clusterer, Config};
+use achilles_cluster::{Clusterer, Config, MaskRules, RuleSet};
 
 /// Template id → (cluster id, cluster pattern), for a tenant's whole set of
-/// (template id, sample message) pairs.
-pub fn merge(templates: &[(String, String)]) -> HashMap<String, (String, String)> {
-    let mut c = Clusterer::new(Config::default());
+/// (template id, sample message) pairs, masked with the tenant's `rules`
+/// (the same ones the template ids were made with).
+pub fn merge(
+    templates: &[(String, String)],
+    rules: &MaskRules,
+) -> HashMap<String, (String, String)> {
+    let mut c = Clusterer::new(Config::default()).with_rules(rules.clone());
     for (_, sample) in templates {
         c.observe(sample);
     }
@@ -37,7 +41,11 @@ pub fn merge(templates: &[(String, String)]) -> HashMap<String, (String, String)
 
 /// Records a batch's occurrences and keeps clusters up to date. Returns the
 /// number of templates seen for the first time.
-pub async fn record(conn: &mut PgConnection, deltas: &[TemplateDelta]) -> Result<u64, sqlx::Error> {
+pub async fn record(
+    conn: &mut PgConnection,
+    deltas: &[TemplateDelta],
+    rules: &RuleSet,
+) -> Result<u64, sqlx::Error> {
     if deltas.is_empty() {
         return Ok(0);
     }
@@ -82,7 +90,7 @@ pub async fn record(conn: &mut PgConnection, deltas: &[TemplateDelta]) -> Result
                 .iter()
                 .map(|(id, sample, _)| (id.clone(), sample.clone()))
                 .collect();
-            let merged = merge(&pairs);
+            let merged = merge(&pairs, rules.for_tenant(tenant));
             let mut changes = Vec::new();
             for (id, _, old) in &all {
                 let Some((new, pattern)) = merged.get(id) else {
@@ -147,10 +155,11 @@ mod tests {
             "session closed for user carol",
             "disk full on /dev/sda1",
         ];
-        let a = merge(&pairs(&msgs));
+        let none = MaskRules::default();
+        let a = merge(&pairs(&msgs), &none);
         let mut rev = pairs(&msgs);
         rev.reverse();
-        assert_eq!(a, merge(&rev));
+        assert_eq!(a, merge(&rev, &none));
         let ids: BTreeSet<&String> = a.values().map(|(c, _)| c).collect();
         assert_eq!(
             ids.len(),

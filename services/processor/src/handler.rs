@@ -12,6 +12,7 @@
 //! report joins the session end's trace.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -37,6 +38,8 @@ pub const NAME: &str = "processor";
 pub struct Processor {
     pub engine: EngineConfig,
     pub topics: Topics,
+    /// `[cluster]` masking rules, compiled at start-up.
+    pub mask_rules: Arc<achilles_cluster::RuleSet>,
 }
 
 fn ts(us: i64) -> DateTime<Utc> {
@@ -131,7 +134,8 @@ impl Stage for Processor {
                         .map(|f| (f.cause, f.effect, f.fixed_by, ts(f.fixed_at))),
                 );
                 if let Some(o) = fx.occurrence {
-                    add_occurrence(out, tenant, sid, &o.message, ts(o.t));
+                    let template = self.mask_rules.template_of(&tenant, &o.message);
+                    add_occurrence(out, template, tenant, sid, &o.message, ts(o.t));
                 }
             }
         }
@@ -154,7 +158,7 @@ impl Stage for Processor {
         touched: &'a [&'a Session<SessionState>],
     ) -> Result<Vec<NewOutboxRecord>, StepError> {
         let deltas: Vec<TemplateDelta> = out.templates.values().cloned().collect();
-        out.new_templates = crate::clusters::record(conn, &deltas).await?;
+        out.new_templates = crate::clusters::record(conn, &deltas, &self.mask_rules).await?;
         let (mut rows, retracted) = std::mem::take(&mut out.correlations).into_parts();
         let fixes = derived::fold_fixes(&mut rows, std::mem::take(&mut out.fixes));
         derived::delete_correlations(conn, &retracted).await?;
@@ -203,8 +207,14 @@ impl Stage for Processor {
     }
 }
 
-fn add_occurrence(out: &mut Batch, tenant: String, sid: Uuid, message: &str, at: DateTime<Utc>) {
-    let template = achilles_cluster::template_of(message);
+fn add_occurrence(
+    out: &mut Batch,
+    template: achilles_cluster::Template,
+    tenant: String,
+    sid: Uuid,
+    message: &str,
+    at: DateTime<Utc>,
+) {
     let tid = template.id().to_string();
     let d = out
         .templates

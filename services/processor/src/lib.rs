@@ -46,10 +46,15 @@ pub enum StartupError {
     Database(#[from] sqlx::Error),
     #[error("cannot bind the ops listener: {0}")]
     Bind(#[from] std::io::Error),
+    #[error("[cluster] configuration: {0}")]
+    MaskRules(#[from] achilles_cluster::RuleError),
 }
 
 impl ProcessorService {
     pub async fn build(s: Settings) -> Result<Self, StartupError> {
+        // Operator-defined masking rules: a bad pattern stops start-up here,
+        // before any connection, with the rule's name.
+        let mask_rules = Arc::new(s.cluster.compile()?);
         achilles_core::metrics::init_series(&[handler::NAME]);
         let topics = Topics::new(s.kafka.topic_prefix.clone());
         if s.kafka.create_topics {
@@ -70,6 +75,7 @@ impl ProcessorService {
         let stage = handler::Processor {
             engine: engine::EngineConfig::from_settings(p),
             topics,
+            mask_rules,
         };
         let (ops_listener, ops_addr) = ops::bind(&p.metrics_listen).await?;
         Ok(Self {
@@ -116,5 +122,33 @@ impl ProcessorService {
             ops::serve(self.ops_listener, self.pool, stop.wait()),
         );
         ops
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_bad_masking_rule_stops_start_up_with_its_name() {
+        let mut s = Settings::default();
+        s.cluster
+            .rules
+            .push(achilles_core::config::MaskRuleSettings {
+                name: "order-codes".into(),
+                pattern: "ORD-[A-Z".into(),
+                tenants: Vec::new(),
+            });
+        // Fails before connecting to anything: no broker or database needed.
+        let err = match ProcessorService::build(s).await {
+            Ok(_) => panic!("a bad pattern must refuse to start"),
+            Err(e) => e,
+        };
+        assert!(matches!(err, StartupError::MaskRules(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("order-codes") && text.contains("invalid pattern"),
+            "{text}"
+        );
     }
 }

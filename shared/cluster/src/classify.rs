@@ -1,12 +1,13 @@
 //! Word-shape predicates used by the masker: which pieces of a message are
-//! variable (paths, host names, hex blobs) and which vocabulary words are
-//! date names or measurement units.
+//! variable (numbers, paths, file and host names, hex and base64 blobs) and
+//! which look like error codes. Vocabulary words that belong to a value
+//! (dates, zones, units) are in `vocab.rs`.
 //!
 //! Every predicate here is generic (no dataset knowledge) and works on raw
 //! bytes without allocating, because it runs for almost every token of every
-//! message. The lists are deliberately short and well known (English month and
-//! weekday names, SI/IEC size and time units, common top-level domains): they
-//! describe how *software in general* prints values, not any one log source.
+//! message. The lists are deliberately short and well known (common top-level
+//! domains and file extensions): they describe how *software in general*
+//! prints values, not any one log source.
 
 /// Byte classes, looked up once per byte by the masker's scanner.
 pub(crate) const WS: u8 = 1;
@@ -67,10 +68,36 @@ pub(crate) fn is_variable(p: &[u8], s: PieceShape) -> bool {
     if s.has(SLASH) && is_path(p) {
         return true;
     }
-    if s.has(DOT) && is_hostname(p) {
+    if s.has(DOT) && (is_hostname(p) || is_file_name(p)) {
         return true;
     }
     !s.has(NON_HEX) && p.len() >= 8
+}
+
+/// A base64 or base64url blob: at least 16 characters of its alphabet with
+/// both letter cases (the caller checks for a digit). Such a piece followed
+/// by `=` is padding, not a `key=` (keys are words: `PSR0=`, `logname=`).
+pub(crate) fn is_blob(p: &[u8]) -> bool {
+    p.len() >= 16
+        && p.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'_' | b'-'))
+        && p.iter().any(u8::is_ascii_uppercase)
+        && p.iter().any(u8::is_ascii_lowercase)
+}
+
+/// Error codes name the error, they are not values: one to four upper-case
+/// letters, an optional `-`, and three to five digits (`E0308`, `TS2322`,
+/// `C2065`, `CS0103`, `ORA-00942`, `AH00558`, `SC2086`). The scanner only
+/// asks when the piece is followed by `:` or `]`, where compilers and
+/// servers print codes (`error[E0308]:`, `error TS2322:`, `AH00558:`), so ids
+/// of the same shape elsewhere (`job J00123 done`) stay values.
+pub(crate) fn is_error_code(p: &[u8]) -> bool {
+    let letters = p.iter().take_while(|c| c.is_ascii_uppercase()).count();
+    let rest = &p[letters..];
+    let digits = rest.strip_prefix(b"-").unwrap_or(rest);
+    (1..=4).contains(&letters)
+        && (3..=5).contains(&digits.len())
+        && digits.iter().all(u8::is_ascii_digit)
 }
 
 /// Paths: absolute (`/x`), home/relative (`~/x`, `./x`, `../x`), Windows
@@ -100,6 +127,79 @@ pub(crate) fn is_path(p: &[u8]) -> bool {
         }
         None => false,
     }
+}
+
+/// File names without a directory (`main.rs`, `Foo.java`, `app.log`): a
+/// stem and a well-known extension. Java-style dotted names end in a class
+/// or member name (`android.intent.action.MAIN`), never in one of these.
+pub(crate) fn is_file_name(p: &[u8]) -> bool {
+    let p = p.strip_suffix(b".").unwrap_or(p);
+    let Some(dot) = p.iter().rposition(|&c| c == b'.') else {
+        return false;
+    };
+    dot > 0
+        && matches!(
+            &p[dot + 1..],
+            b"rs"
+                | b"py"
+                | b"pyc"
+                | b"c"
+                | b"h"
+                | b"cc"
+                | b"cpp"
+                | b"cxx"
+                | b"hpp"
+                | b"java"
+                | b"class"
+                | b"jar"
+                | b"kt"
+                | b"scala"
+                | b"go"
+                | b"js"
+                | b"mjs"
+                | b"cjs"
+                | b"ts"
+                | b"tsx"
+                | b"jsx"
+                | b"rb"
+                | b"php"
+                | b"cs"
+                | b"swift"
+                | b"sh"
+                | b"json"
+                | b"yaml"
+                | b"yml"
+                | b"toml"
+                | b"xml"
+                | b"ini"
+                | b"cfg"
+                | b"conf"
+                | b"properties"
+                | b"txt"
+                | b"log"
+                | b"md"
+                | b"csv"
+                | b"sql"
+                | b"html"
+                | b"css"
+                | b"proto"
+                | b"lock"
+                | b"so"
+                | b"dll"
+                | b"exe"
+                | b"o"
+                | b"gz"
+                | b"zip"
+                | b"tar"
+                | b"png"
+                | b"jpg"
+                | b"pdf"
+                | b"pid"
+                | b"sock"
+                | b"tmp"
+                | b"bak"
+                | b"db"
+        )
 }
 
 /// Host names: at least two dot-separated labels of `[A-Za-z0-9-]`, none
@@ -165,116 +265,10 @@ fn is_tld(t: &[u8]) -> bool {
     )
 }
 
-/// English month and weekday names (abbreviated or full, capitalised or upper
-/// case). They are masked only next to other date parts, see the masker.
-pub(crate) fn is_date_name(w: &[u8]) -> bool {
-    if w.len() < 3 || w.len() > 9 || !w[0].is_ascii_uppercase() {
-        return false;
-    }
-    if w.len() <= 4 && w[1].is_ascii_uppercase() {
-        // Upper-case spelling ("JUN", "FRI", "SEPT").
-        let mut lower = [0u8; 4];
-        lower[..w.len()].copy_from_slice(w);
-        lower[1..w.len()].make_ascii_lowercase();
-        return is_date_name(&lower[..w.len()]) && w.iter().all(u8::is_ascii_uppercase);
-    }
-    matches!(
-        w,
-        b"Jan"
-            | b"Feb"
-            | b"Mar"
-            | b"Apr"
-            | b"May"
-            | b"Jun"
-            | b"Jul"
-            | b"Aug"
-            | b"Sep"
-            | b"Sept"
-            | b"Oct"
-            | b"Nov"
-            | b"Dec"
-            | b"January"
-            | b"February"
-            | b"March"
-            | b"April"
-            | b"June"
-            | b"July"
-            | b"August"
-            | b"September"
-            | b"October"
-            | b"November"
-            | b"December"
-            | b"Mon"
-            | b"Tue"
-            | b"Tues"
-            | b"Wed"
-            | b"Thu"
-            | b"Thur"
-            | b"Thurs"
-            | b"Fri"
-            | b"Sat"
-            | b"Sun"
-            | b"Monday"
-            | b"Tuesday"
-            | b"Wednesday"
-            | b"Thursday"
-            | b"Friday"
-            | b"Saturday"
-            | b"Sunday"
-    )
-}
-
-/// Units printed after a number (`18.4 KB`, `<1 sec`, `300 ms`, `42 bytes`).
-/// A unit right after a masked number is part of the value: masking it keeps
-/// `5 bytes (5.0 KB)` and `5 bytes` in one template.
-pub(crate) fn is_unit(w: &[u8]) -> bool {
-    matches!(
-        w,
-        b"B" | b"KB"
-            | b"kB"
-            | b"MB"
-            | b"GB"
-            | b"TB"
-            | b"PB"
-            | b"KiB"
-            | b"MiB"
-            | b"GiB"
-            | b"TiB"
-            | b"bytes"
-            | b"byte"
-            | b"kb"
-            | b"mb"
-            | b"gb"
-            | b"ns"
-            | b"us"
-            | b"ms"
-            | b"s"
-            | b"sec"
-            | b"secs"
-            | b"second"
-            | b"seconds"
-            | b"min"
-            | b"mins"
-            | b"minute"
-            | b"minutes"
-            | b"hr"
-            | b"hrs"
-            | b"hour"
-            | b"hours"
-            | b"day"
-            | b"days"
-            | b"%"
-            | b"Hz"
-            | b"KHz"
-            | b"kHz"
-            | b"MHz"
-            | b"GHz"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocab::{is_date_name, is_unit};
 
     fn shape(p: &str) -> PieceShape {
         PieceShape(p.bytes().fold(0, |acc, c| acc | CLASS[c as usize]))
@@ -326,6 +320,27 @@ mod tests {
     }
 
     #[test]
+    fn error_codes_have_a_shape() {
+        for code in ["E0308", "TS2322", "C2065", "ORA-00942", "AH00558"] {
+            assert!(is_error_code(code.as_bytes()), "{code}");
+        }
+        for value in ["t761", "E10", "KB2604115", "E0308x", "e0308", "ABCDE123"] {
+            assert!(!is_error_code(value.as_bytes()), "{value}");
+        }
+    }
+
+    #[test]
+    fn file_names() {
+        assert!(var("main.rs"));
+        assert!(var("Foo.java"));
+        assert!(var("app.log."));
+        assert!(!var("android.intent.action.MAIN"));
+        assert!(!var("workerEnv.init"));
+        assert!(!var(".rs"));
+        assert!(!var("a.m."), "one-letter words are not extensions");
+    }
+
+    #[test]
     fn hex_letters_only_when_long() {
         assert!(var("ffffffff"));
         assert!(var("DEADBEEF"));
@@ -343,5 +358,11 @@ mod tests {
         assert!(is_unit(b"KB"));
         assert!(is_unit(b"sec"));
         assert!(!is_unit(b"received"));
+        assert!(is_unit(b"MiB/s"));
+        assert!(is_unit(b"req/s"));
+        assert!(!is_unit(b"a/s"));
+        assert!(is_blob(b"aGVsbG8gd29ybGQhIGhlbGxvIHdvcmxkIQ"));
+        assert!(!is_blob(b"spark.executor.memory"));
+        assert!(!is_blob(b"PSR0"));
     }
 }

@@ -94,6 +94,13 @@ impl Clusterer {
         }
     }
 
+    /// The same clusterer, masking with operator-defined `rules` after the
+    /// built-in ones. Every process sharing a state must use the same rules.
+    pub fn with_rules(mut self, rules: crate::MaskRules) -> Self {
+        self.masker = Masker::with_rules(rules);
+        self
+    }
+
     /// Cluster id for `msg` (online; see the module docs).
     pub fn observe(&mut self, msg: &str) -> ClusterId {
         let t = self.intern(msg);

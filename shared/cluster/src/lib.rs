@@ -6,12 +6,18 @@
 //!    variable parts of a message (numbers, hex, ids, IPs, host names, paths,
 //!    URLs, quoted literals, dates, units, ...) with `<*>`. Its output, the
 //!    *template*, and the template's hash never change for a given message.
-//!    The rules are listed in the [`mask`](mod@mask) module.
+//!    The rules are listed in the [`mask`](mod@mask) module; HTTP request
+//!    lines keep their route (`route.rs`). Operator-defined regex rules
+//!    ([`RuleSet`], from the `[cluster]` configuration) run after them.
 //! 2. **Merging** (inside [`Clusterer`] and [`cluster_batch`]): templates of
-//!    equal length that differ in one position are merged when that position
-//!    shows enough distinct values, or when one template covers another
-//!    through its wildcards. The result is a deterministic function of the
-//!    *set* of templates seen (see `merge.rs` and `rules.rs`).
+//!    equal length that differ only in grammatical number, or in one
+//!    position that shows enough distinct values, are merged, and so is a
+//!    template that another covers through its wildcards. The result is a
+//!    deterministic function of the *set* of templates seen (see `merge.rs`,
+//!    `agreement.rs` and `rules.rs`).
+//!
+//! How it is measured (LogHub, leave-one-dataset-out, real toolchain
+//! errors, throughput): `docs/clustering.md`.
 //!
 //! A cluster's id ([`ClusterId`]) is the FNV-1a 64 hash of its pattern, so
 //! equal clusters get equal ids in every process.
@@ -49,18 +55,24 @@
 //! assert_eq!(c.template(id), Some("session closed for user <*>"));
 //! ```
 
+mod agreement;
 mod classify;
 mod clusterer;
+mod custom;
 pub mod eval;
 mod hash;
 pub mod mask;
 mod merge;
 mod pattern;
 mod render;
+mod route;
 mod rules;
 mod scan;
+mod slots;
+mod vocab;
 
 pub use clusterer::{Clusterer, StateError};
+pub use custom::{MaskRules, RuleError, RuleSet, RuleSpec};
 pub use mask::{mask, Masker, WILDCARD};
 
 use std::fmt;
@@ -162,7 +174,13 @@ pub fn template_of(msg: &str) -> Template {
 /// final cluster. Labels depend only on the set of messages, not on their
 /// order or repetitions. This is what `achilles cluster` prints.
 pub fn cluster_batch(msgs: &[&str], cfg: &Config) -> Vec<ClusterId> {
-    let mut c = Clusterer::new(cfg.clone());
+    cluster_batch_with_rules(msgs, cfg, MaskRules::default())
+}
+
+/// [`cluster_batch`] with operator-defined masking rules applied after the
+/// built-in ones.
+pub fn cluster_batch_with_rules(msgs: &[&str], cfg: &Config, rules: MaskRules) -> Vec<ClusterId> {
+    let mut c = Clusterer::new(cfg.clone()).with_rules(rules);
     let tids: Vec<u32> = msgs.iter().map(|m| c.intern(m)).collect();
     c.rebuild();
     tids.into_iter().map(|t| c.cluster_of(t)).collect()

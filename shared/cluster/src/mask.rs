@@ -19,38 +19,52 @@
 //!    IPv6 and MAC addresses, `host:port`, `line:column` pairs and clock
 //!    times (`12:16:49`) are pieces joined by `:`, and collapse (rule 9);
 //!    short hex-letter groups inside them (`FF` in `FF:F2:9F`) are values.
+//!    Error codes right before `:` or `]` are words, not values: they name
+//!    the error (`error[E0308]:`, `error TS2322:`, `AH00558:`).
 //! 2. **Keys stay.** A piece directly followed by `=` is a key and is kept
 //!    even if it has digits (`PSR0=`, `x1=`); only the value after `=` is
 //!    judged. Values without digits (`user=root`, `overlap:true`, `ws=null`)
 //!    are kept: in practice they are enumerations whose values distinguish
 //!    message kinds.
-//! 3. **Paths**: `/abs`, `~/x`, `./x`, `../x`, `\win`, `a/b/c`, `dir/f.ext`.
+//! 3. **Paths and files**: `/abs`, `~/x`, `./x`, `../x`, `\win`, `a/b/c`,
+//!    `dir/f.ext`, and file names with a well-known extension (`main.rs`,
+//!    `Foo.java`). In an HTTP request line the path is a route instead:
+//!    only its variable segments are masked (see `route.rs`).
 //! 4. **URLs**: `scheme://...` up to the next whitespace or quote.
 //! 5. **Host names** without digits: dotted labels ending in a known TLD
 //!    (`troi.bluesky-technologies.com`), so Java-style names are kept.
 //! 6. **Long hex words** of 8+ hex letters only (`ffffffff`).
 //! 7. **Quoted literals**: `"..."`, `'...'` and `` `...` `` opened at a word
-//!    start or after `= ( [ { : , |` and closed within the same word before
-//!    a non-alphanumeric byte are rendered `"<*>"` (`'lodash'`, `` `foo` ``).
-//!    Quoted phrases with spaces are masked word by word instead: they often
-//!    *are* the message kind (HTTP request lines such as `"GET /x HTTP/1.1"`).
-//!    Apostrophes (`can't`) are not quotes.
+//!    start or after `= ( [ { : , |` and closed before a non-alphanumeric
+//!    byte are rendered `"<*>"` (`'lodash'`, `` `foo` ``). Single quotes and
+//!    backticks may enclose spaces (compilers quote code with them:
+//!    `'struct point'`, `` `HashMap<String, u32>` ``); double-quoted phrases
+//!    with spaces are masked word by word instead: they often *are* the
+//!    message kind (`msg="query failed"`, `"GET /x HTTP/1.1"`). Apostrophes
+//!    (`can't`) are not quotes.
 //! 8. **Dates and units**: month and weekday names next to another masked
-//!    date part (`Sat Jul  9 12:16:49 2005`), and unit words right after a
-//!    masked number (`18.4 KB`, `<1 sec`, `42 bytes`), are part of the value.
-//! 9. **Collapsing**: a run of values separated only by spaces or the glue
-//!    `: , ; # @ |` or `...` becomes one `<*>`, so lists and compound values
-//!    of any length give one template (`ask 1.2.3.4:50010 to delete blk_1 blk_2`
-//!    and `... delete blk_1` agree). A bracket group holding only values, or
-//!    nothing (`(18.4 KB)`, `()`, `[1, 2]`), counts as a value in such runs
-//!    and is otherwise rendered `(<*>)`.
+//!    date part (`Sat Jul  9 12:16:49 2005`), and unit words and time zone
+//!    abbreviations right after a masked number (`18.4 KB`, `<1 sec`,
+//!    `42 bytes`, `4.9 MiB/s`, `12:00:01 UTC`), are part of the value.
+//! 9. **Collapsing**: a run of values separated only by spaces, the glue
+//!    `: , ; # @ |`, `...`, `and` or `or` becomes one `<*>`, so lists and
+//!    compound values of any length give one template (`ask 1.2.3.4:50010
+//!    to delete blk_1 blk_2` and `... delete blk_1` agree, and so do
+//!    `missing: 'a'` and `missing: 'a', 'b', and 'c'`). A bracket group
+//!    holding only values, or nothing (`(18.4 KB)`, `()`, `[1, 2]`), and a
+//!    quoted value count as values in such runs; alone they are rendered
+//!    `(<*>)` and `'<*>'`, and so is a run that starts and ends with the
+//!    same quote (`'<*>'` for the list above).
+//! 10. **Qualified locations**: a name after `<value>::` belongs to the value
+//!     (`FAILED tests/test_a.py::test_total - ...` gives `FAILED <*> - ...`).
 //!
 //! Whitespace is normalised to single spaces, so a template never contains
 //! tabs or newlines (the persisted state relies on that).
 
-use crate::classify::{is_date_name, is_unit};
+use crate::custom::MaskRules;
 use crate::render::render;
 use crate::scan::{scan, Elem, Kind};
+use crate::vocab::{is_date_name, is_unit, is_zone};
 
 /// The wildcard that replaces variable parts in templates.
 pub const WILDCARD: &str = "<*>";
@@ -60,6 +74,7 @@ pub const WILDCARD: &str = "<*>";
 #[derive(Default)]
 pub struct Masker {
     elems: Vec<Elem>,
+    rules: MaskRules,
 }
 
 /// Masks one message, allocating a fresh `String`. For bulk work prefer
@@ -76,6 +91,15 @@ impl Masker {
         Self::default()
     }
 
+    /// A masker that applies operator-defined `rules` after the built-in
+    /// ones (see [`crate::RuleSet`]).
+    pub fn with_rules(rules: MaskRules) -> Self {
+        Self {
+            elems: Vec::new(),
+            rules,
+        }
+    }
+
     /// Writes the template of `msg` into `out` (cleared first).
     pub fn mask_into(&mut self, msg: &str, out: &mut String) {
         out.clear();
@@ -89,6 +113,9 @@ impl Masker {
         scan(msg.as_bytes(), &mut self.elems);
         self.apply_word_rules(msg.as_bytes());
         render(&self.elems, msg, out);
+        if !self.rules.is_empty() {
+            self.rules.apply(out);
+        }
     }
 
     /// Is element `k` a `:` directly followed (or preceded, `dir` = -1) by a mask?
@@ -124,7 +151,18 @@ impl Masker {
         }
     }
 
-    /// Stage 2: rules that need a piece's neighbours (rules 1 and 8).
+    /// Is element `k` a name qualified by a located value, `<value>::name`
+    /// (pytest node ids `tests/x.py::test_y`, `file.rs::module::item`)?
+    /// Such names locate the value further and are part of it.
+    fn after_located_value(&self, b: &[u8], k: usize) -> bool {
+        let colon = |e: &Elem| e.kind == Kind::Punct && b[e.start as usize] == b':';
+        k >= 3
+            && colon(&self.elems[k - 1])
+            && colon(&self.elems[k - 2])
+            && self.elems[k - 3].kind == Kind::Mask
+    }
+
+    /// Stage 2: rules that need a piece's neighbours (rules 1, 8 and 10).
     fn apply_word_rules(&mut self, b: &[u8]) {
         if self
             .elems
@@ -136,7 +174,11 @@ impl Masker {
         let len = self.elems.len();
         for k in 0..len {
             let e = self.elems[k];
-            if e.kind != Kind::Lit || e.end - e.start > 9 {
+            if e.kind == Kind::Lit && self.after_located_value(b, k) {
+                self.elems[k].kind = Kind::Mask;
+                continue;
+            }
+            if e.kind != Kind::Lit || e.end - e.start > 12 {
                 continue;
             }
             let w = &b[e.start as usize..e.end as usize];
@@ -153,7 +195,7 @@ impl Masker {
                 continue;
             }
             let after_mask = k >= 2 && self.elems[k - 2].kind == Kind::Mask;
-            let masked = if after_mask && is_unit(w) {
+            let masked = if after_mask && (is_unit(w) || is_zone(w)) {
                 true
             } else if is_date_name(w) {
                 after_mask
@@ -190,7 +232,7 @@ mod tests {
             m("Found child 6725 in slot 10"),
             "Found child <*> in slot <*>"
         );
-        assert_eq!(m("offset -42 and 3.14"), "offset <*> and <*>");
+        assert_eq!(m("offset -42 and 3.14"), "offset <*>");
         assert_eq!(m("value 0x1f at 8a2a501"), "value <*> at <*>");
         assert_eq!(m("generating core.2275"), "generating <*>");
         assert_eq!(
@@ -214,6 +256,23 @@ mod tests {
             m("id 123e4567-e89b-12d3-a456-426614174000 gone"),
             "id <*> gone"
         );
+    }
+
+    #[test]
+    fn error_codes_before_a_colon_or_bracket_stay() {
+        assert_eq!(
+            m("src/a.rs:3:5: error[E0308]: mismatched types"),
+            "<*>: error[E0308]: mismatched types"
+        );
+        assert_eq!(
+            m("x.ts(1,2): error TS2322: Type"),
+            "<*>: error TS2322: Type"
+        );
+        assert_eq!(
+            m("AH00558: cannot determine name"),
+            "AH00558: cannot determine name"
+        );
+        assert_eq!(m("job J00123 done"), "job <*> done");
     }
 
     #[test]
@@ -244,7 +303,10 @@ mod tests {
 
     #[test]
     fn rule4_urls() {
-        assert_eq!(m("GET https://example.com/a?b=c failed"), "GET <*> failed");
+        assert_eq!(
+            m("fetch https://example.com/a?b=c failed"),
+            "fetch <*> failed"
+        );
         assert_eq!(m("see (http://x.org/y)."), "see (<*>).");
     }
 
@@ -280,11 +342,19 @@ mod tests {
         );
         assert_eq!(m(r#"tag="*launch*", name=x"#), r#"tag="<*>", name=x"#);
         assert_eq!(m("Can't find child"), "Can't find child");
+        assert_eq!(
+            m("error: 'struct point' has no member named 'z'"),
+            "error: '<*>' has no member named '<*>'"
+        );
+        assert_eq!(
+            m("mismatched types: expected `HashMap<String, u32>`, found `()`"),
+            "mismatched types: expected `<*>`, found `<*>`"
+        );
         // Phrases keep their words; only values inside are masked.
         assert_eq!(m(r#"tag="View Lock", x"#), r#"tag="View Lock", x"#);
         assert_eq!(
             m(r#"1.2.3.4 "GET /v2/servers HTTP/1.1" status: 200"#),
-            r#"<*> "GET <*>" status: <*>"#
+            r#"<*> "GET /v2/servers HTTP/<*>" status: <*>"#
         );
     }
 
@@ -294,7 +364,9 @@ mod tests {
             m("connection at Sat Jul  9 12:16:49 2005"),
             "connection at <*>"
         );
-        assert_eq!(m("at Fri Jul 01 08:16:53 PDT 2005 ok"), "at <*> PDT <*> ok");
+        assert_eq!(m("at Fri Jul 01 08:16:53 PDT 2005 ok"), "at <*> ok");
+        assert_eq!(m("since 2024-03-01 10:00:00 UTC"), "since <*>");
+        assert_eq!(m("UTC offset"), "UTC offset");
         assert_eq!(m("May not be null"), "May not be null");
         assert_eq!(m("sent 18846 bytes (18.4 KB) in 35 ms"), "sent <*> in <*>");
         assert_eq!(m("s sec"), "s sec");
@@ -336,6 +408,15 @@ mod tests {
             "{:?}",
             t.elapsed()
         );
+    }
+
+    #[test]
+    fn rule10_qualified_locations() {
+        assert_eq!(
+            m("FAILED tests/api/test_orders.py::TestCart::test_total - assert 3 == 4"),
+            "FAILED <*> - assert <*> == <*>"
+        );
+        assert_eq!(m("use std::fmt::Display"), "use std::fmt::Display");
     }
 
     #[test]

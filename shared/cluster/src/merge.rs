@@ -4,16 +4,22 @@
 //! Masking cannot know that a plain word is variable (`session closed for
 //! user news` / `... cyrus`), or that a one-off value escaped the masking
 //! rules (`wpad:<*>` next to `<*>`). This stage finds such positions by
-//! comparing templates of equal length, and repeats two passes until
-//! nothing changes:
+//! comparing templates of equal length, and repeats four passes until
+//! nothing changes (the passes of one round are independent):
 //!
+//! 0. **Agreement.** Templates equal but for grammatical number
+//!    (`argument`/`arguments`, `was`/`were`) are one message: printf-style
+//!    messages pluralise with their counts (`agreement.rs`).
 //! 1. **Siblings.** Templates identical except at one position `p` form a
 //!    sibling set; the whole set merges (with `<*>` at `p`) when the values
 //!    at `p` show that the position is variable, see
 //!    [`crate::rules::position_varies`]: enough distinct values, with more
 //!    evidence asked of enumeration-like words and none accepted at the
 //!    first position.
-//! 2. **Subsumption.** A cluster whose pattern is covered token by token by
+//! 2. **Shared slots.** Templates equal except at two positions whose words
+//!    move between them (`X cannot be converted to Y` with `int`, `String`
+//!    on both sides) merge at both (`slots.rs`).
+//! 3. **Subsumption.** A cluster whose pattern is covered token by token by
 //!    a more general pattern (`<*>` covers `wpad:<*>`) joins it, if that
 //!    pattern may adopt ([`crate::rules::can_subsume`]); among
 //!    several covering patterns the most specific wins (most literal bytes,
@@ -29,9 +35,11 @@
 //! and unions are order-independent. Hence the same set of templates always
 //! yields the same clusters and the same patterns, in any process.
 
+use crate::agreement::agreement_pass;
 use crate::hash::{fnv1a64, FastMap};
 use crate::pattern::{generalize, pattern_covers, specificity, CoverIndex};
-use crate::rules::{can_subsume, position_varies};
+use crate::rules::{can_subsume, varying_groups};
+use crate::slots::slot_pass;
 use crate::Config;
 
 /// Result of merging: `assign[i]` is the cluster of input template `i`;
@@ -41,12 +49,12 @@ pub(crate) struct Merged {
     pub patterns: Vec<String>,
 }
 
-struct Cluster {
-    tokens: Vec<String>,
-    members: Vec<u32>,
+pub(crate) struct Cluster {
+    pub(crate) tokens: Vec<String>,
+    pub(crate) members: Vec<u32>,
 }
 
-struct UnionFind(Vec<u32>);
+pub(crate) struct UnionFind(Vec<u32>);
 
 impl UnionFind {
     fn new(n: usize) -> Self {
@@ -61,7 +69,7 @@ impl UnionFind {
         x
     }
     /// Union keeping the smaller root, so roots do not depend on call order.
-    fn union(&mut self, a: u32, b: u32) -> bool {
+    pub(crate) fn union(&mut self, a: u32, b: u32) -> bool {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra == rb {
             return false;
@@ -88,9 +96,11 @@ pub(crate) fn merge(templates: &[&str], cfg: &Config) -> Merged {
         .collect();
     loop {
         let mut uf = UnionFind::new(clusters.len());
-        let a = sibling_pass(&clusters, cfg, &mut uf);
-        let b = subsumption_pass(&clusters, &mut uf);
-        if !a && !b {
+        let a = agreement_pass(&clusters, &mut uf);
+        let b = sibling_pass(&clusters, cfg, &mut uf);
+        let c = subsumption_pass(&clusters, &mut uf);
+        let d = slot_pass(&clusters, cfg, &mut uf);
+        if !a && !b && !c && !d {
             break;
         }
         clusters = regroup(clusters, &mut uf);
@@ -118,7 +128,7 @@ pub(crate) fn merge(templates: &[&str], cfg: &Config) -> Merged {
 }
 
 /// Cluster indices grouped by token count, each group in cluster order.
-fn by_len(clusters: &[Cluster]) -> Vec<Vec<u32>> {
+pub(crate) fn by_len(clusters: &[Cluster]) -> Vec<Vec<u32>> {
     let mut m: FastMap<usize, Vec<u32>> = FastMap::default();
     for (i, c) in clusters.iter().enumerate() {
         m.entry(c.tokens.len()).or_default().push(i as u32);
@@ -176,9 +186,9 @@ fn sibling_pass(clusters: &[Cluster], cfg: &Config, uf: &mut UnionFind) -> bool 
             for run in keyed.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
                 set.clear();
                 set.extend(run.iter().map(|x| x.1));
-                if decide_siblings(clusters, &set, p, cfg) {
-                    for &c in &set[1..] {
-                        changed |= uf.union(set[0], c);
+                for group in decide_siblings(clusters, &set, p, cfg) {
+                    for &c in &group[1..] {
+                        changed |= uf.union(group[0], c);
                     }
                 }
             }
@@ -187,8 +197,9 @@ fn sibling_pass(clusters: &[Cluster], cfg: &Config, uf: &mut UnionFind) -> bool 
     changed
 }
 
-/// Should the sibling set `set` (equal except at position `p`) be merged?
-fn decide_siblings(clusters: &[Cluster], set: &[u32], p: usize, cfg: &Config) -> bool {
+/// The groups of the sibling set `set` (equal except at position `p`) that
+/// merge, as lists of clusters.
+fn decide_siblings(clusters: &[Cluster], set: &[u32], p: usize, cfg: &Config) -> Vec<Vec<u32>> {
     let first = &clusters[set[0] as usize].tokens;
     // Guard against hash collisions: every member must really equal the
     // first one outside position p.
@@ -200,7 +211,7 @@ fn decide_siblings(clusters: &[Cluster], set: &[u32], p: usize, cfg: &Config) ->
             .all(|(i, (a, b))| i == p || a == b)
     });
     if !same_rest {
-        return false;
+        return Vec::new();
     }
     let mut values: Vec<&str> = set
         .iter()
@@ -209,7 +220,18 @@ fn decide_siblings(clusters: &[Cluster], set: &[u32], p: usize, cfg: &Config) ->
     values.sort_unstable();
     values.dedup();
     let tokens: Vec<&str> = first.iter().map(String::as_str).collect();
-    position_varies(&tokens, p, &values, cfg)
+    varying_groups(&tokens, p, &values, cfg)
+        .into_iter()
+        .map(|group| {
+            set.iter()
+                .copied()
+                .filter(|&c| {
+                    let v = clusters[c as usize].tokens[p].as_str();
+                    group.iter().any(|&g| values[g] == v)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Pass 2: clusters covered by a more general pattern join it.

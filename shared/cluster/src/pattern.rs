@@ -9,13 +9,28 @@
 use crate::hash::{fnv1a64, FastMap};
 use crate::mask::WILDCARD;
 
+/// Is this template token a request route (`/users/<*>`, `<*>/health`)?
+/// Routes keep their words (see `route.rs`), and their segments are their
+/// structure.
+pub(crate) fn is_route(tok: &str) -> bool {
+    tok.starts_with('/')
+        || tok
+            .strip_prefix(WILDCARD)
+            .is_some_and(|t| t.starts_with('/'))
+}
+
 /// True if `pat` (which may contain `<*>`) matches all of `tok`.
-/// `<*>` matches any (possibly empty) substring, so `a=<*>,` matches `a=1,`
-/// and `a=<*>,`, and `<*>` matches every token.
+/// `<*>` matches any (possibly empty) text, so `a=<*>,` matches `a=1,` and
+/// `a=<*>,`, and `<*>` matches every token; but inside a route it stands
+/// for a masked value within one segment: `/users/<*>` covers `/users/<*>`,
+/// not `/users/<*>/keys`, nor `/users/me` (a route's words name its
+/// operation: `/servers/<*>` and `/servers/detail` are different calls).
 pub(crate) fn token_matches(pat: &str, tok: &str) -> bool {
     if !pat.contains(WILDCARD) {
         return pat == tok;
     }
+    let route = is_route(pat);
+    let gap_ok = |g: &str| !route || g.split(WILDCARD).all(str::is_empty);
     let mut parts = pat.split(WILDCARD);
     // `split` on a string that contains the separator yields >= 2 parts.
     let first = parts.next().unwrap_or("");
@@ -25,12 +40,14 @@ pub(crate) fn token_matches(pat: &str, tok: &str) -> bool {
     let mut middle: Vec<&str> = parts.collect();
     let last = middle.pop().unwrap_or("");
     for m in middle {
+        // The leftmost occurrence leaves the shortest gap: if that gap holds
+        // a `/`, every later occurrence's gap does too.
         match rest.find(m) {
-            Some(i) => rest = &rest[i + m.len()..],
-            None => return false,
+            Some(i) if gap_ok(&rest[..i]) => rest = &rest[i + m.len()..],
+            _ => return false,
         }
     }
-    rest.len() >= last.len() && rest.ends_with(last)
+    rest.len() >= last.len() && rest.ends_with(last) && gap_ok(&rest[..rest.len() - last.len()])
 }
 
 /// Does every token of `pat` match the token at the same position of `tpl`?
@@ -53,6 +70,9 @@ fn segments(tok: &str) -> Vec<&str> {
         } else if matches!(
             b[i],
             b'=' | b','
+                | b'/'
+                | b'?'
+                | b'&'
                 | b';'
                 | b':'
                 | b'('
@@ -97,6 +117,18 @@ pub(crate) fn generalize(values: &[&str]) -> String {
     }
     let segs: Vec<Vec<&str>> = values.iter().map(|v| segments(v)).collect();
     let min_len = segs.iter().map(Vec::len).min().unwrap_or(0);
+    // Words in different grammatical number (`argument`, `arguments:`).
+    let (_, punct) = crate::agreement::split_word(first);
+    if values.iter().all(|v| {
+        crate::agreement::split_word(v).1 == punct
+            && crate::agreement::singular(v) == crate::agreement::singular(first)
+    }) {
+        let stem = crate::agreement::singular(first);
+        let stem = &stem[..stem.len() - punct.len()];
+        if !stem.is_empty() && values.iter().all(|v| v.starts_with(stem)) {
+            return format!("{stem}{WILDCARD}{punct}");
+        }
+    }
     let mut pre = 0;
     while pre < min_len && segs.iter().all(|s| s[pre] == segs[0][pre]) {
         pre += 1;
@@ -111,6 +143,12 @@ pub(crate) fn generalize(values: &[&str]) -> String {
     }
     let head = &segs[0][..pre];
     let tail = &segs[0][segs[0].len() - suf..];
+    // A wildcard inside a route does not stand for a `/` (see
+    // `token_matches`): if the differing middles hold one, only the whole
+    // token is variable.
+    if is_route(first) && segs.iter().any(|s| s[pre..s.len() - suf].contains(&"/")) {
+        return WILDCARD.to_string();
+    }
     let mut out: String = head.concat();
     // Avoid `<*><*>`: a wildcard next to the new one is redundant.
     if !out.ends_with(WILDCARD) {
@@ -246,6 +284,11 @@ mod tests {
         assert!(!token_matches("a=<*>,", "a=1"));
         assert!(!token_matches("ab<*>ba", "aba"));
         assert!(!token_matches("foo", "<*>"));
+        assert!(token_matches("/users/<*>", "/users/<*>"));
+        assert!(!token_matches("/users/<*>", "/users/<*>/keys"));
+        assert!(!token_matches("/servers/<*>", "/servers/detail"));
+        assert!(token_matches("<*>", "/a/b"));
+        assert!(token_matches("cmp=<*>", "cmp=a/.b"));
         assert!(pattern_covers(&["<*>", "closed"], &["x:<*>", "closed"]));
         assert!(!pattern_covers(&["<*>", "closed"], &["x", "opened"]));
     }
@@ -260,6 +303,11 @@ mod tests {
         assert_eq!(generalize(&["ws=null,", "ws=WorkSource{<*>},"]), "ws=<*>,");
         assert_eq!(generalize(&["<*>", "foo:<*>"]), "<*>");
         assert_eq!(generalize(&["root", "guest"]), "<*>");
+        assert_eq!(
+            generalize(&["/users/alice/keys", "/users/bob/keys"]),
+            "/users/<*>/keys"
+        );
+        assert_eq!(generalize(&["/a/b/c", "/a/c"]), "<*>");
         // The result always covers every input.
         for vals in [["a:<*>", "b:<*>"], ["(x)", "(y)"], ["k=<*>", "k="]] {
             let g = generalize(&vals);

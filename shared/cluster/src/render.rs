@@ -1,8 +1,9 @@
 //! Stage 3 of masking: writes the template text from the classified
 //! elements, collapsing runs of values (rule 9 in
 //! [`crate::mask`](mod@crate::mask)): a run of values separated only by
-//! spaces, the glue `: , ; # @ |` or `...`, becomes one `<*>`, and a bracket
-//! group holding only values (or nothing) counts as a value inside such runs.
+//! spaces, the glue `: , ; # @ |`, `...`, `and` or `or`, becomes one `<*>`;
+//! a bracket group holding only values (or nothing) counts as a value inside
+//! such runs, and so does a quoted value (`'a', 'b', and 'c'` is one list).
 //!
 //! Every bracket scan stops at the first element that is neither a value nor
 //! glue, so rendering stays linear in the number of elements.
@@ -20,7 +21,7 @@ use crate::scan::{is_glue, Elem, Kind};
 fn atom_at(elems: &[Elem], b: &[u8], k: usize) -> Option<(usize, bool)> {
     let e = *elems.get(k)?;
     match e.kind {
-        Kind::Mask => Some((k + 1, false)),
+        Kind::Mask | Kind::Quoted => Some((k + 1, false)),
         Kind::Punct => {
             let close = match b[e.start as usize] {
                 b'(' => b')',
@@ -44,12 +45,14 @@ fn atom_at(elems: &[Elem], b: &[u8], k: usize) -> Option<(usize, bool)> {
     }
 }
 
-/// Index of the next atom after glue starting at `k`, if any.
+/// Index of the next atom after glue starting at `k`, if any. Inside a
+/// run, `and` / `or` are glue too (`'a', 'b', and 'c'`).
 fn next_atom(elems: &[Elem], b: &[u8], mut k: usize) -> Option<(usize, usize, bool)> {
     while let Some(x) = elems.get(k) {
         match x.kind {
             Kind::Space | Kind::Ellipsis => k += 1,
             Kind::Punct if is_glue(b[x.start as usize]) => k += 1,
+            Kind::Lit if matches!(&b[x.start as usize..x.end as usize], b"and" | b"or") => k += 1,
             _ => break,
         }
     }
@@ -67,7 +70,18 @@ pub(crate) fn render(elems: &[Elem], msg: &str, out: &mut String) {
                 end = e2;
                 atoms += 1;
             }
-            if atoms > 1 || !group {
+            let (e, last) = (elems[k], elems[end - 1]);
+            if e.kind == Kind::Quoted
+                && last.kind == Kind::Quoted
+                && b[e.start as usize] == b[last.start as usize]
+            {
+                // Quoted values keep their quotes: `'<*>'`, also for a list
+                // such as `'a', 'b', and 'c'`.
+                let q = char::from(b[e.start as usize]);
+                out.push(q);
+                out.push_str(WILDCARD);
+                out.push(q);
+            } else if atoms > 1 || !group {
                 out.push_str(WILDCARD);
             } else {
                 // A lone group: `(<*>)`, or `()` when it held nothing.
@@ -87,15 +101,9 @@ pub(crate) fn render(elems: &[Elem], msg: &str, out: &mut String) {
             Kind::Space => out.push(' '),
             Kind::Lit | Kind::Punct => out.push_str(&msg[s..t]),
             Kind::Ellipsis => out.push_str("..."),
-            Kind::Quoted => {
-                let q = char::from(b[s]);
-                out.push(q);
-                out.push_str(WILDCARD);
-                out.push(q);
-            }
-            // `atom_at` claims every mask; rendering one here anyway keeps
-            // this total without a panic path.
-            Kind::Mask => out.push_str(WILDCARD),
+            // `atom_at` claims every mask and quoted value; rendering one
+            // here anyway keeps this total without a panic path.
+            Kind::Mask | Kind::Quoted => out.push_str(WILDCARD),
         }
         k += 1;
     }
@@ -121,6 +129,11 @@ mod tests {
         assert_eq!(r("a 1 (2) b"), "a <*> b");
         assert_eq!(r("a (1) () [2] b"), "a <*> b");
         assert_eq!(r("a 1 - 2 b"), "a <*> - <*> b");
+        assert_eq!(r("missing: 'x', 'y', and 'z'"), "missing: '<*>'");
+        assert_eq!(r("missing: 'x' and 'y' here"), "missing: '<*>' here");
+        assert_eq!(r("got 'x' 2"), "got <*>");
+        assert_eq!(r("between 1 or 2"), "between <*>");
+        assert_eq!(r("cats and dogs 'x'"), "cats and dogs '<*>'");
     }
 
     #[test]
@@ -133,8 +146,8 @@ mod tests {
     #[test]
     fn literals_and_quotes_render_verbatim() {
         assert_eq!(
-            r("Can't stop..... now 'x' \"y\""),
-            "Can't stop... now '<*>' \"<*>\""
+            r("Can't stop..... now 'x' ok \"y\""),
+            "Can't stop... now '<*>' ok \"<*>\""
         );
     }
 }

@@ -7,7 +7,10 @@
 //! Elements refer to the message by byte offsets, so scanning allocates
 //! nothing beyond the caller's reusable element buffer.
 
-use crate::classify::{is_variable, PieceShape, CLASS, DELIM, DOT, WS};
+use crate::classify::{
+    is_blob, is_error_code, is_variable, PieceShape, CLASS, DELIM, DIGIT, DOT, WS,
+};
+use crate::route::{http_version_prefix, is_method, scan_target, target_starts};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Kind {
@@ -72,33 +75,46 @@ fn opens_quote(b: &[u8], i: usize) -> bool {
     i == 0 || is_ws(b[i - 1]) || matches!(b[i - 1], b'=' | b'(' | b'[' | b'{' | b':' | b',' | b'|')
 }
 
-/// Index of the quote closing the one at `i` within the same word: the same
-/// byte, followed by end of text or a non-alphanumeric byte (so `'it's'`
-/// closes at the last quote). Only single words can be quoted values, so the
-/// search stops at whitespace.
+/// Longest code span (`'...'`, `` `...` ``) judged as one quoted value.
+const MAX_SPAN: usize = 128;
+
+/// Index of the quote closing the one at `i`: the same byte, followed by
+/// end of text or a non-alphanumeric byte (so `'it's'` closes at the last
+/// quote). A double quote must close within the same word: quoted phrases
+/// such as `msg="query failed"` or `"GET /x HTTP/1.1"` carry the message
+/// kind and are masked word by word. Single quotes and backticks may span
+/// words (at most [`MAX_SPAN`] bytes, never a line break): compilers quote
+/// code with them, and code has spaces (`'struct point'`,
+/// `` `HashMap<String, u32>` ``).
 ///
-/// `dead_end[q]` remembers where a failed search for quote byte `q` stopped:
-/// a later opener of the same byte before that point cannot succeed either
-/// (its candidates were all rejected already), which keeps the scan linear
-/// even on adversarial input such as `('a('a('a...`.
-fn find_close(b: &[u8], i: usize, dead_end: &mut [usize; 3]) -> Option<usize> {
+/// `scanned[q]` remembers where a failed search for quote byte `q` stopped:
+/// no valid closer lies before it (validity does not depend on the opener),
+/// so a later search starts there, which keeps the scan linear even on
+/// adversarial input such as `('a('a('a...`.
+fn find_close(b: &[u8], i: usize, scanned: &mut [usize; 3]) -> Option<usize> {
     let q = b[i];
-    let slot = match q {
-        b'"' => 0,
-        b'\'' => 1,
-        _ => 2,
+    let (slot, spans_words) = match q {
+        b'"' => (0, false),
+        b'\'' => (1, true),
+        _ => (2, true),
     };
-    if i < dead_end[slot] {
-        return None;
-    }
-    let mut j = i + 1;
-    while j < b.len() && !is_ws(b[j]) {
-        if b[j] == q && (j + 1 == b.len() || !b[j + 1].is_ascii_alphanumeric()) {
+    let limit = if spans_words {
+        (i + 1 + MAX_SPAN).min(b.len())
+    } else {
+        b.len()
+    };
+    let mut j = (i + 1).max(scanned[slot]);
+    while j < limit {
+        let c = b[j];
+        if c == b'\n' || c == b'\r' || (!spans_words && is_ws(c)) {
+            break;
+        }
+        if c == q && (j + 1 == b.len() || !b[j + 1].is_ascii_alphanumeric()) {
             return Some(j);
         }
         j += 1;
     }
-    dead_end[slot] = j;
+    scanned[slot] = scanned[slot].max(j);
     None
 }
 
@@ -116,7 +132,7 @@ pub(crate) fn scan(b: &[u8], elems: &mut Vec<Elem>) {
     elems.clear();
     let n = b.len();
     let mut i = 0;
-    let mut dead_end = [0usize; 3];
+    let mut scanned = [0usize; 3];
     while i < n {
         let c = b[i];
         if is_ws(c) {
@@ -126,12 +142,11 @@ pub(crate) fn scan(b: &[u8], elems: &mut Vec<Elem>) {
             i += 1;
             continue;
         }
-        // One word in quotes is a value (`'lodash'`, `"*launch*"`);
-        // phrases keep their structure and are masked word by word
-        // (`"GET /v2/x HTTP/1.1"` -> `"GET <*>"`), since quoted phrases
-        // often carry the message kind.
+        // A quoted word or code span is a value (`'lodash'`, `"*launch*"`,
+        // `'struct point'`); double-quoted phrases keep their structure and
+        // are masked word by word, see `find_close`.
         if is_quote(c) && opens_quote(b, i) {
-            if let Some(j) = find_close(b, i, &mut dead_end) {
+            if let Some(j) = find_close(b, i, &mut scanned) {
                 push(elems, Kind::Quoted, i, j + 1);
                 i = j + 1;
                 continue;
@@ -150,6 +165,10 @@ pub(crate) fn scan(b: &[u8], elems: &mut Vec<Elem>) {
             i += 1;
             continue;
         }
+        if after_method(b, elems) && target_starts(b, i) {
+            i = scan_target(b, i, elems);
+            continue;
+        }
         let start = i;
         let mut shape = PieceShape::default();
         while i < n {
@@ -165,8 +184,22 @@ pub(crate) fn scan(b: &[u8], elems: &mut Vec<Elem>) {
             push(elems, Kind::Mask, start, i);
             continue;
         }
+        if let Some(k) = http_version_prefix(&b[start..i]) {
+            push(elems, Kind::Lit, start, start + k);
+            push(elems, Kind::Mask, start + k, i);
+            continue;
+        }
+        if i < n && b[i] == b'=' && shape.0 & DIGIT != 0 && is_blob(&b[start..i]) {
+            // A base64 blob with its padding, not a `key=`.
+            while i < n && b[i] == b'=' {
+                i += 1;
+            }
+            push(elems, Kind::Mask, start, i);
+            continue;
+        }
         let is_key = i < n && b[i] == b'=';
-        let kind = if !is_key && is_variable(&b[start..i], shape) {
+        let is_code = i < n && matches!(b[i], b':' | b']') && is_error_code(&b[start..i]);
+        let kind = if !is_key && !is_code && is_variable(&b[start..i], shape) {
             Kind::Mask
         } else {
             Kind::Lit
@@ -175,6 +208,16 @@ pub(crate) fn scan(b: &[u8], elems: &mut Vec<Elem>) {
     }
     if matches!(elems.last(), Some(e) if e.kind == Kind::Space) {
         elems.pop();
+    }
+}
+
+/// Do the elements end with an HTTP method word and a space?
+fn after_method(b: &[u8], elems: &[Elem]) -> bool {
+    match elems {
+        [.., m, sp] if sp.kind == Kind::Space && m.kind == Kind::Lit => {
+            is_method(&b[m.start as usize..m.end as usize])
+        }
+        _ => false,
     }
 }
 

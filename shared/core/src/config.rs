@@ -43,6 +43,51 @@ pub struct Settings {
     pub validation: Limits,
     pub quotas: QuotaSettings,
     pub log: LogSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// `[cluster]`: error clustering. Operator-defined masking rules, run after
+/// the built-in masker by the stream processor and `achilles cluster`:
+///
+/// ```toml
+/// [[cluster.rules]]
+/// name = "order-codes"          # named in errors
+/// pattern = '\bORD-[A-Z]+\b'    # `regex` crate syntax, matched on the template
+/// tenants = ["acme"]            # optional; omitted or empty: every tenant
+/// ```
+///
+/// Patterns are compiled and validated when a service starts
+/// ([`ClusterSettings::compile`]); see `achilles_cluster::RuleSet`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub rules: Vec<MaskRuleSettings>,
+}
+
+/// One `[[cluster.rules]]` entry.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskRuleSettings {
+    pub name: String,
+    pub pattern: String,
+    #[serde(default)]
+    pub tenants: Vec<String>,
+}
+
+impl ClusterSettings {
+    /// Compiles the rules; an invalid one is an error naming it.
+    pub fn compile(&self) -> Result<achilles_cluster::RuleSet, achilles_cluster::RuleError> {
+        let specs: Vec<achilles_cluster::RuleSpec> = self
+            .rules
+            .iter()
+            .map(|r| achilles_cluster::RuleSpec {
+                name: r.name.clone(),
+                pattern: r.pattern.clone(),
+                tenants: r.tenants.clone(),
+            })
+            .collect();
+        achilles_cluster::RuleSet::compile(&specs)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -621,6 +666,37 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("ACHILLES_VALIDATION__MAX_AGE_SECS", i64::MAX.to_string());
             assert!(Settings::load().is_err(), "load checks");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn cluster_rules_load_from_the_file_and_bad_ones_name_themselves() {
+        figment::Jail::expect_with(|jail| {
+            let s: Settings = Settings::figment(None).extract()?;
+            assert!(s.cluster.rules.is_empty(), "no rules by default");
+            jail.create_file(
+                "r.toml",
+                "[[cluster.rules]]\nname = \"codes\"\npattern = 'ORD-[A-Z]+'\n\n\
+                 [[cluster.rules]]\nname = \"acme\"\npattern = 'node-[a-z]+'\ntenants = [\"acme\"]\n",
+            )?;
+            let s: Settings = Settings::figment(Some("r.toml".into())).extract()?;
+            let rules = s.cluster.compile().expect("valid rules");
+            assert_eq!(
+                rules.template_of("acme", "ORD-AB on node-x").text(),
+                "<*> on <*>"
+            );
+            assert_eq!(
+                rules.template_of("b", "ORD-AB on node-x").text(),
+                "<*> on node-x"
+            );
+            jail.create_file(
+                "bad.toml",
+                "[[cluster.rules]]\nname = \"broken-rule\"\npattern = '[a-'\n",
+            )?;
+            let s: Settings = Settings::figment(Some("bad.toml".into())).extract()?;
+            let err = s.cluster.compile().expect_err("invalid pattern");
+            assert!(err.to_string().contains("broken-rule"), "{err}");
             Ok(())
         });
     }

@@ -260,7 +260,7 @@ async fn scripted_session_yields_known_rows_and_a_session_ended_record() {
             .unwrap();
     assert_eq!(templates.len(), 2, "{templates:?}");
     assert!(
-        templates.contains(&"error[<*>]: mismatched types".to_owned()),
+        templates.contains(&"error[E0308]: mismatched types".to_owned()),
         "{templates:?}"
     );
 
