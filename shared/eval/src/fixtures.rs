@@ -548,3 +548,65 @@ pub const C: Language = Language {
 };
 
 pub const LANGUAGES: &[Language] = &[RUST, PYTHON, TYPESCRIPT, C];
+
+/// Every recorded output by file name (without `.txt`), for tests in other
+/// crates that need real tool output.
+pub const RECORDED: &[(&str, &str)] = &[
+    (
+        "c_gcc_error_with_warning",
+        fixture!("c_gcc_error_with_warning"),
+    ),
+    ("c_gcc_link_error", fixture!("c_gcc_link_error")),
+    (
+        "node_runtime_typeerror_sourcemap",
+        fixture!("node_runtime_typeerror_sourcemap"),
+    ),
+    ("node_test_fail", fixture!("node_test_fail")),
+    ("npm_network", fixture!("npm_network")),
+    ("pip_network", fixture!("pip_network")),
+    ("py_import_error", fixture!("py_import_error")),
+    (
+        "py_pytest_assert_in_test",
+        fixture!("py_pytest_assert_in_test"),
+    ),
+    (
+        "py_pytest_collect_syntax",
+        fixture!("py_pytest_collect_syntax"),
+    ),
+    (
+        "py_pytest_exception_in_app",
+        fixture!("py_pytest_exception_in_app"),
+    ),
+    ("py_pytest_network", fixture!("py_pytest_network")),
+    ("py_pytest_q_assert", fixture!("py_pytest_q_assert")),
+    ("py_run_typeerror", fixture!("py_run_typeerror")),
+    ("py_syntax_error", fixture!("py_syntax_error")),
+    ("rust_e0061_cross_file", fixture!("rust_e0061_cross_file")),
+    (
+        "rust_e0308_with_warning",
+        fixture!("rust_e0308_with_warning"),
+    ),
+    ("rust_e0425", fixture!("rust_e0425")),
+    ("rust_e0432", fixture!("rust_e0432")),
+    ("rust_e0502", fixture!("rust_e0502")),
+    ("rust_network_registry", fixture!("rust_network_registry")),
+    ("rust_run_panic", fixture!("rust_run_panic")),
+    (
+        "rust_test_fail_backtrace",
+        fixture!("rust_test_fail_backtrace"),
+    ),
+    (
+        "rust_test_integration_fail",
+        fixture!("rust_test_integration_fail"),
+    ),
+    ("rust_test_unit_fail", fixture!("rust_test_unit_fail")),
+    ("ts_tsc_ts2322", fixture!("ts_tsc_ts2322")),
+    ("ts_tsc_ts2322_b", fixture!("ts_tsc_ts2322_b")),
+    ("ts_tsc_ts2554", fixture!("ts_tsc_ts2554")),
+    ("ts_tsc_ts2554_pretty", fixture!("ts_tsc_ts2554_pretty")),
+];
+
+/// The recorded output `name` (a file of `fixtures/` without `.txt`).
+pub fn recorded(name: &str) -> Option<&'static str> {
+    RECORDED.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}

@@ -5,7 +5,8 @@ use super::*;
 
 macro_rules! fixture {
     ($f:literal) => {
-        include_str!(concat!("../../../../shared/eval/fixtures/", $f, ".txt"))
+        achilles_eval::fixtures::recorded($f)
+            .expect("a recorded fixture")
             .replace("{root}", "/repo")
             .replace("{venv}", "/repo/.venv")
     };
