@@ -9,10 +9,12 @@
 //! [`Application::run_until`] serves until the given shutdown future
 //! resolves, then drains in-flight requests and flushes the producer.
 
+mod accept;
 mod auth;
 mod error;
 mod observe;
 mod openapi;
+mod otlp;
 mod recent;
 mod routes;
 mod state;
@@ -77,9 +79,12 @@ impl Application {
                 source,
             })?;
         let recent = recent::RecentHashes::new(settings.api.recent_hashes);
+        // Sessions and calls are far fewer than events; a tenth is plenty.
+        let otlp = otlp::memory::OtlpMemory::new((settings.api.recent_hashes / 10).max(10_000));
         let state = AppState {
             inner: Arc::new(state::Inner {
                 recent,
+                otlp,
                 settings,
                 pool,
                 publisher,

@@ -4,12 +4,13 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::otlp::{__path_export_logs, __path_export_traces};
 use crate::routes::*;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Achilles API", description = "Telemetry ingestion and analysis for AI coding agents."),
-    paths(start_session, end_session, ingest_batch, get_session, list_events,
+    paths(start_session, end_session, ingest_batch, export_logs, export_traces, get_session, list_events,
         session_errors, session_correlations, agent_performance, session_summary, recent_insights, get_cluster,
         healthz, readyz, metrics),
     components(schemas(
@@ -30,6 +31,7 @@ use crate::routes::*;
     modifiers(&Security),
     tags(
         (name = "ingest", description = "Write path: validated, hashed, acknowledged by Kafka before 202."),
+        (name = "otlp", description = "OpenTelemetry (OTLP/HTTP) logs and traces of coding agents, mapped onto sessions and events (docs/otlp.md)."),
         (name = "read", description = "Tenant-scoped reads from Postgres."),
         (name = "analysis", description = "Clusters, correlations, agent verdicts and insights (tenant-scoped)."),
         (name = "operations", description = "Probes and metrics (no authentication)."),
@@ -68,6 +70,8 @@ mod tests {
             "/v1/sessions/start",
             "/v1/sessions/end",
             "/v1/events/batch",
+            "/v1/logs",
+            "/v1/traces",
             "/v1/sessions/{id}",
             "/v1/sessions/{id}/events",
             "/v1/sessions/{id}/errors",

@@ -7,6 +7,7 @@ use achilles_core::config::Settings;
 use achilles_core::publisher::Publisher;
 use sqlx::PgPool;
 
+use crate::otlp::memory::OtlpMemory;
 use crate::recent::RecentHashes;
 
 #[derive(Clone)]
@@ -20,6 +21,7 @@ pub(crate) struct Inner {
     pub publisher: Publisher,
     pub keys: KeyStore,
     pub recent: RecentHashes,
+    pub otlp: OtlpMemory,
 }
 
 impl AppState {
@@ -41,5 +43,9 @@ impl AppState {
 
     pub fn recent(&self) -> &RecentHashes {
         &self.inner.recent
+    }
+
+    pub(crate) fn otlp(&self) -> &OtlpMemory {
+        &self.inner.otlp
     }
 }

@@ -206,6 +206,14 @@ impl Lander {
         metrics::LANDED
             .with_label_values(&["events", "duplicate"])
             .inc_by(outcome.duplicates as u64);
+        let skipped: HashSet<usize> = outcome.skipped.iter().copied().collect();
+        achilles_core::spend::count_stored(
+            events
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !skipped.contains(i))
+                .map(|(_, (e, _))| *e),
+        );
         let conflicts: HashSet<usize> = outcome.id_conflicts.iter().copied().collect();
         for (i, (_, ingested)) in events.iter().enumerate() {
             if !conflicts.contains(&i) {

@@ -54,6 +54,7 @@ impl RawSink {
     /// Connects, creates topics if configured, subscribes both loops.
     pub async fn build(s: Settings) -> Result<Self, StartupError> {
         achilles_core::metrics::init_series(&[landing::NAME, gate::NAME]);
+        achilles_core::spend::configure(&s.spend);
         let topics = Topics::new(s.kafka.topic_prefix.clone());
         if s.kafka.create_topics {
             kafka::ensure_topics(&s.kafka, &topics).await?;

@@ -11,6 +11,7 @@
 mod broker;
 mod db;
 mod kafka;
+pub mod otlp;
 
 pub use broker::PrivateBroker;
 pub use db::TestDb;

@@ -13,7 +13,7 @@ use axum::Router;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
-use crate::{observe, openapi};
+use crate::{observe, openapi, otlp};
 
 pub(crate) use analysis::{
     __path_agent_performance, __path_get_cluster, __path_recent_insights,
@@ -22,8 +22,8 @@ pub(crate) use analysis::{
 };
 pub(crate) use health::{__path_healthz, __path_metrics, __path_readyz};
 pub(crate) use ingest::{
-    __path_end_session, __path_ingest_batch, __path_start_session, BatchItemResult, BatchRequest,
-    BatchResponse, SessionAccepted,
+    __path_end_session, __path_ingest_batch, __path_start_session, count_rejections,
+    BatchItemResult, BatchRequest, BatchResponse, SessionAccepted,
 };
 pub(crate) use read::{__path_get_session, __path_list_events, EventPage};
 
@@ -37,6 +37,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions/start", post(ingest::start_session))
         .route("/v1/sessions/end", post(ingest::end_session))
         .route("/v1/events/batch", post(ingest::ingest_batch))
+        .route("/v1/logs", post(otlp::export_logs))
+        .route("/v1/traces", post(otlp::export_traces))
         .route("/v1/sessions/{id}", get(read::get_session))
         .route("/v1/sessions/{id}/events", get(read::list_events))
         .route("/v1/sessions/{id}/errors", get(analysis::session_errors))
