@@ -62,7 +62,7 @@ fn since(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, CliError> {
 
 /// Query strings only ever carry our own values and RFC 3339 times; `+`
 /// (a UTC offset) and spaces are the characters that need escaping.
-fn escape(v: &str) -> String {
+pub(crate) fn escape(v: &str) -> String {
     v.replace('%', "%25")
         .replace('+', "%2B")
         .replace(' ', "%20")

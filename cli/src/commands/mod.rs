@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod answers;
 pub mod cluster;
 pub mod events;
 pub mod insights;

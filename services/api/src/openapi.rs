@@ -12,6 +12,7 @@ use crate::routes::*;
     info(title = "Achilles API", description = "Telemetry ingestion and analysis for AI coding agents."),
     paths(start_session, end_session, ingest_batch, export_logs, export_traces, get_session, list_events,
         session_errors, session_correlations, agent_performance, session_summary, recent_insights, get_cluster,
+        list_sessions, list_clusters, leaderboard,
         healthz, readyz, metrics),
     components(schemas(
         BatchRequest, BatchResponse, BatchItemResult, SessionAccepted, EventPage,
@@ -22,6 +23,9 @@ use crate::routes::*;
         achilles_core::model::ErrorEvent, achilles_core::model::LlmCall, achilles_core::model::ToolCall,
         achilles_core::model::AgentAction, achilles_core::model::UserMessage, achilles_core::model::CallStatus,
         achilles_core::db::SessionRow, achilles_core::db::EventRow,
+        SessionList, ClusterList, Leaderboard,
+        achilles_core::db::answers::SessionOverviewRow, achilles_core::db::answers::RecurringClusterRow,
+        achilles_core::db::answers::LeaderboardRow,
         SessionErrors, CorrelationPage, AgentPerformance, SessionSummary, InsightPage, ClusterDetail,
         achilles_core::db::analysis::SessionClusterRow, achilles_core::db::analysis::CorrelationView,
         achilles_core::db::analysis::AgentPerformanceRow, achilles_core::db::analysis::InsightRow,
@@ -34,6 +38,7 @@ use crate::routes::*;
         (name = "otlp", description = "OpenTelemetry (OTLP/HTTP) logs and traces of coding agents, mapped onto sessions and events (docs/otlp.md)."),
         (name = "read", description = "Tenant-scoped reads from Postgres."),
         (name = "analysis", description = "Clusters, correlations, agent verdicts and insights (tenant-scoped)."),
+        (name = "answers", description = "Across sessions: the session list, recurring error clusters with their trend, the agent leaderboard (the SQL views of the same names)."),
         (name = "operations", description = "Probes and metrics (no authentication)."),
     )
 )]
@@ -80,6 +85,9 @@ mod tests {
             "/v1/sessions/{id}/summary",
             "/v1/insights/recent",
             "/v1/clusters/{id}",
+            "/v1/sessions",
+            "/v1/clusters",
+            "/v1/agents/leaderboard",
             "/readyz",
         ] {
             assert!(

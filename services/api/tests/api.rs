@@ -18,6 +18,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+#[path = "api/answers.rs"]
+mod answers;
 #[path = "api/otlp.rs"]
 mod otlp;
 

@@ -1,6 +1,7 @@
 //! The router: every route, its layers, and nothing else.
 
 mod analysis;
+mod answers;
 mod health;
 mod ingest;
 mod read;
@@ -19,6 +20,10 @@ pub(crate) use analysis::{
     __path_agent_performance, __path_get_cluster, __path_recent_insights,
     __path_session_correlations, __path_session_errors, __path_session_summary, AgentPerformance,
     ClusterDetail, CorrelationPage, InsightPage, SessionErrors, SessionSummary,
+};
+pub(crate) use answers::{
+    __path_leaderboard, __path_list_clusters, __path_list_sessions, ClusterList, Leaderboard,
+    SessionList,
 };
 pub(crate) use health::{__path_healthz, __path_metrics, __path_readyz};
 pub(crate) use ingest::{
@@ -39,6 +44,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/batch", post(ingest::ingest_batch))
         .route("/v1/logs", post(otlp::export_logs))
         .route("/v1/traces", post(otlp::export_traces))
+        .route("/v1/sessions", get(answers::list_sessions))
+        .route("/v1/clusters", get(answers::list_clusters))
+        .route("/v1/agents/leaderboard", get(answers::leaderboard))
         .route("/v1/sessions/{id}", get(read::get_session))
         .route("/v1/sessions/{id}/events", get(read::list_events))
         .route("/v1/sessions/{id}/errors", get(analysis::session_errors))

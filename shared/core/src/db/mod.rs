@@ -5,6 +5,7 @@
 //! under this module so a schema change has one place to land.
 
 pub mod analysis;
+pub mod answers;
 pub mod clusters;
 pub mod derived;
 mod events;
