@@ -10,6 +10,9 @@
 //!   `insights`, announcing each transition on the insights topic through
 //!   the transactional outbox (`achilles_runtime::outbox`).
 //!
+//! A third loop, [`push`], records every insight transition for the API's
+//! live stream and delivers it to the tenant's webhooks (docs/push.md).
+//!
 //! An optional LLM narrative ([`narrative`]) is added to reports when
 //! `agent.llm_endpoint` is set. Formulas and thresholds: docs/agent.md.
 
@@ -19,6 +22,7 @@ pub mod graph;
 pub mod light;
 pub mod narrative;
 pub mod observe;
+pub mod push;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,6 +42,8 @@ use achilles_runtime::{ops, ConsumerCtx, ConsumerLoop, DeadLetterSink, LoopSetti
 pub struct AgentService {
     pub deep: ConsumerLoop<deep::DeepHandler>,
     pub light: ConsumerLoop<light::LightHandler>,
+    pub push: ConsumerLoop<push::recorder::RecorderHandler>,
+    pub delivery: push::delivery::DeliveryWorker,
     producer: rdkafka::producer::FutureProducer,
     wake: Arc<Notify>,
     ops_listener: TcpListener,
@@ -53,12 +59,14 @@ pub enum StartupError {
     Database(#[from] sqlx::Error),
     #[error("cannot bind the ops listener: {0}")]
     Bind(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
 }
 
 impl AgentService {
     /// Connects, creates topics if configured, subscribes both loops.
     pub async fn build(s: Settings) -> Result<Self, StartupError> {
-        achilles_core::metrics::init_series(&[light::NAME, deep::NAME]);
+        achilles_core::metrics::init_series(&[light::NAME, deep::NAME, push::recorder::NAME]);
         // Every insight series exists at zero, so the first raise shows in rate().
         for node in checks::registry(&s.agent.checks) {
             for severity in ["info", "warning", "critical"] {
@@ -121,10 +129,44 @@ impl AgentService {
             outbox_wake: wake.clone(),
         };
 
+        let push_consumer = kafka::consumer(
+            &kafka_settings,
+            &s.push.group_id,
+            ConsumerCtx {
+                name: push::recorder::NAME,
+            },
+        )?;
+        push_consumer.subscribe(&[&topics.name(Topic::Insights)])?;
+        let delivery_wake = Arc::new(Notify::new());
+        let recorder = push::recorder::RecorderHandler {
+            pool: pool.clone(),
+            dead_letters: DeadLetterSink::new(
+                producer.clone(),
+                &topics,
+                push::recorder::NAME,
+                s.push.group_id.clone(),
+            ),
+            wake: delivery_wake.clone(),
+        };
+        let delivery = push::delivery::DeliveryWorker {
+            pool: pool.clone(),
+            policy: achilles_core::webhook::AddressPolicy::from_settings(&s.push)
+                .map_err(StartupError::Config)?,
+            settings: s.push.clone(),
+            wake: delivery_wake,
+        };
+
         let (ops_listener, ops_addr) = ops::bind(&a.metrics_listen).await?;
         Ok(Self {
             deep: ConsumerLoop::new(deep::NAME, deep_consumer, deep, loop_settings()),
             light: ConsumerLoop::new(light::NAME, light_consumer, light, loop_settings()),
+            push: ConsumerLoop::new(
+                push::recorder::NAME,
+                push_consumer,
+                recorder,
+                loop_settings(),
+            ),
+            delivery,
             producer,
             wake,
             ops_listener,
@@ -144,10 +186,12 @@ impl AgentService {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, driver) = Shutdown::new(shutdown);
-        let (_, _, _, _, ops) = tokio::join!(
+        let (_, _, _, _, _, _, ops) = tokio::join!(
             driver,
             self.deep.run(stop.wait()),
             self.light.run(stop.wait()),
+            self.push.run(stop.wait()),
+            self.delivery.run(stop.receiver()),
             achilles_runtime::outbox::run(
                 self.pool.clone(),
                 self.producer,

@@ -18,6 +18,7 @@ mod otlp;
 mod recent;
 mod routes;
 mod state;
+mod stream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -52,6 +53,8 @@ pub enum StartupError {
     Database(#[from] sqlx::Error),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("{0}")]
+    Config(String),
 }
 
 impl Application {
@@ -81,10 +84,15 @@ impl Application {
         let recent = recent::RecentHashes::new(settings.api.recent_hashes);
         // Sessions and calls are far fewer than events; a tenth is plenty.
         let otlp = otlp::memory::OtlpMemory::new((settings.api.recent_hashes / 10).max(10_000));
+        let address_policy = achilles_core::webhook::AddressPolicy::from_settings(&settings.push)
+            .map_err(StartupError::Config)?;
+        let stream = Arc::new(stream::StreamHub::new(&settings.push));
         let state = AppState {
             inner: Arc::new(state::Inner {
                 recent,
                 otlp,
+                stream,
+                address_policy,
                 settings,
                 pool,
                 publisher,

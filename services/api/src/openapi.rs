@@ -13,6 +13,7 @@ use crate::routes::*;
     paths(start_session, end_session, ingest_batch, export_logs, export_traces, get_session, list_events,
         session_errors, session_correlations, agent_performance, session_summary, recent_insights, get_cluster,
         list_sessions, list_clusters, leaderboard,
+        stream, create_webhook, list_webhooks, delete_webhook, webhook_deliveries,
         healthz, readyz, metrics),
     components(schemas(
         BatchRequest, BatchResponse, BatchItemResult, SessionAccepted, EventPage,
@@ -24,6 +25,9 @@ use crate::routes::*;
         achilles_core::model::AgentAction, achilles_core::model::UserMessage, achilles_core::model::CallStatus,
         achilles_core::db::SessionRow, achilles_core::db::EventRow,
         SessionList, ClusterList, Leaderboard,
+        WebhookRequest, WebhookCreated, WebhookList, DeliveryList,
+        achilles_core::db::push::EndpointRow, achilles_core::db::push::DeliveryRow,
+        achilles_core::db::push::TransitionRow,
         achilles_core::db::answers::SessionOverviewRow, achilles_core::db::answers::RecurringClusterRow,
         achilles_core::db::answers::LeaderboardRow,
         SessionErrors, CorrelationPage, AgentPerformance, SessionSummary, InsightPage, ClusterDetail,
@@ -38,6 +42,7 @@ use crate::routes::*;
         (name = "otlp", description = "OpenTelemetry (OTLP/HTTP) logs and traces of coding agents, mapped onto sessions and events (docs/otlp.md)."),
         (name = "read", description = "Tenant-scoped reads from Postgres."),
         (name = "analysis", description = "Clusters, correlations, agent verdicts and insights (tenant-scoped)."),
+        (name = "push", description = "Live insights: a Server-Sent Events stream and signed webhooks (docs/push.md)."),
         (name = "answers", description = "Across sessions: the session list, recurring error clusters with their trend, the agent leaderboard (the SQL views of the same names)."),
         (name = "operations", description = "Probes and metrics (no authentication)."),
     )
@@ -88,6 +93,10 @@ mod tests {
             "/v1/sessions",
             "/v1/clusters",
             "/v1/agents/leaderboard",
+            "/v1/insights/stream",
+            "/v1/webhooks",
+            "/v1/webhooks/{id}",
+            "/v1/webhooks/{id}/deliveries",
             "/readyz",
         ] {
             assert!(

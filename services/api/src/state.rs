@@ -5,10 +5,12 @@ use std::sync::Arc;
 use achilles_core::auth::KeyStore;
 use achilles_core::config::Settings;
 use achilles_core::publisher::Publisher;
+use achilles_core::webhook::AddressPolicy;
 use sqlx::PgPool;
 
 use crate::otlp::memory::OtlpMemory;
 use crate::recent::RecentHashes;
+use crate::stream::StreamHub;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -22,6 +24,8 @@ pub(crate) struct Inner {
     pub keys: KeyStore,
     pub recent: RecentHashes,
     pub otlp: OtlpMemory,
+    pub stream: Arc<StreamHub>,
+    pub address_policy: AddressPolicy,
 }
 
 impl AppState {
@@ -47,5 +51,13 @@ impl AppState {
 
     pub(crate) fn otlp(&self) -> &OtlpMemory {
         &self.inner.otlp
+    }
+
+    pub(crate) fn stream(&self) -> &Arc<StreamHub> {
+        &self.inner.stream
+    }
+
+    pub(crate) fn address_policy(&self) -> &AddressPolicy {
+        &self.inner.address_policy
     }
 }

@@ -22,6 +22,8 @@ use tokio::sync::oneshot;
 mod answers;
 #[path = "api/otlp.rs"]
 mod otlp;
+#[path = "api/push.rs"]
+mod push;
 
 const ACME_KEY: &str = "acme-key-0123456789";
 const GLOBEX_KEY: &str = "globex-key-0123456789";
@@ -45,11 +47,20 @@ fn stop_signal() -> (
 }
 
 async fn spawn_app_on(brokers: &str, with_sink: bool) -> TestApp {
+    spawn_app_with(brokers, with_sink, |_| {}).await
+}
+
+async fn spawn_app_with(
+    brokers: &str,
+    with_sink: bool,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let db = TestDb::fresh().await;
     let mut s = settings(&db, brokers, &unique_prefix());
     s.auth.keys = SecretString::from(format!("acme={ACME_KEY},globex={GLOBEX_KEY}"));
     s.api.max_batch_events = 50;
     s.api.max_body_bytes = 256 * 1024;
+    tweak(&mut s);
     let app = Application::build(s.clone()).await.expect("api builds");
     let base = format!("http://{}", app.local_addr());
     let mut stops = Vec::new();

@@ -346,9 +346,12 @@ pub struct PushSettings {
     pub group_id: String,
     /// How often the API looks for new transitions to stream.
     pub stream_poll_ms: u64,
-    /// Transitions held for stream clients; a client this far behind is
-    /// disconnected (it resumes with `Last-Event-ID`).
+    /// Events queued per stream connection ...
     pub stream_buffer: usize,
+    /// ... and how long that queue may stay full (the client not reading)
+    /// before the connection is dropped; the client resumes with
+    /// `Last-Event-ID`.
+    pub stream_stall_ms: u64,
     /// Comment lines sent to idle streams, so proxies keep them open.
     pub stream_heartbeat_ms: u64,
     /// Concurrent streams per API process; more get 503.
@@ -379,7 +382,8 @@ impl Default for PushSettings {
         Self {
             group_id: "achilles-agent-push".into(),
             stream_poll_ms: 500,
-            stream_buffer: 1024,
+            stream_buffer: 256,
+            stream_stall_ms: 10_000,
             stream_heartbeat_ms: 15_000,
             stream_max_connections: 1_000,
             webhook_max_attempts: 8,

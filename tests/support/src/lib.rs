@@ -12,6 +12,7 @@ mod broker;
 mod db;
 mod kafka;
 pub mod otlp;
+pub mod sse;
 
 pub use broker::PrivateBroker;
 pub use db::TestDb;

@@ -143,7 +143,7 @@ fn shell_tools_are_commands_with_their_exit_code() {
     );
     let (kind, data, _, _) = kind_data(&failing);
     assert_eq!(kind, "command");
-    assert_eq!(data["command"], "cargo");
+    assert_eq!(data["command"], "cargo test");
     assert_eq!(data["exit_code"], 101);
     assert_eq!(data["duration_ms"], 8200);
     assert!(data["output"].as_str().unwrap().contains("E0425"));

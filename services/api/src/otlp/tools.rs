@@ -51,8 +51,9 @@ const PATH_KEYS: &[&str] = &[
     "filename",
     "file",
 ];
-/// Argument keys holding the command line.
-const COMMAND_KEYS: &[&str] = &["command", "bash_command", "full_command", "cmd"];
+/// Argument keys holding the command line (Claude Code's `bash_command`
+/// is the program alone, `full_command` the whole line).
+const COMMAND_KEYS: &[&str] = &["command", "full_command", "bash_command", "cmd"];
 
 #[derive(Debug, PartialEq)]
 pub enum ToolKind {

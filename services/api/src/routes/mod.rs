@@ -4,6 +4,7 @@ mod analysis;
 mod answers;
 mod health;
 mod ingest;
+mod push;
 mod read;
 
 use std::time::Duration;
@@ -29,6 +30,10 @@ pub(crate) use health::{__path_healthz, __path_metrics, __path_readyz};
 pub(crate) use ingest::{
     __path_end_session, __path_ingest_batch, __path_start_session, count_rejections,
     BatchItemResult, BatchRequest, BatchResponse, SessionAccepted,
+};
+pub(crate) use push::{
+    __path_create_webhook, __path_delete_webhook, __path_list_webhooks, __path_stream,
+    __path_webhook_deliveries, DeliveryList, WebhookCreated, WebhookList, WebhookRequest,
 };
 pub(crate) use read::{__path_get_session, __path_list_events, EventPage};
 
@@ -60,6 +65,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/sessions/{id}/summary", get(analysis::session_summary))
         .route("/v1/insights/recent", get(analysis::recent_insights))
+        .route("/v1/insights/stream", get(push::stream))
+        .route(
+            "/v1/webhooks",
+            get(push::list_webhooks).post(push::create_webhook),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            axum::routing::delete(push::delete_webhook),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            get(push::webhook_deliveries),
+        )
         .route("/v1/clusters/{id}", get(analysis::get_cluster))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

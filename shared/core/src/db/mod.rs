@@ -11,6 +11,7 @@ pub mod derived;
 mod events;
 pub mod offsets;
 pub mod outbox;
+pub mod push;
 mod sessions;
 
 pub use events::{insert_events, list_events, EventCursor, EventRow, InsertOutcome};
