@@ -50,6 +50,9 @@ enum Command {
     Clusters(commands::answers::WindowArgs),
     /// Agents and models ranked: success rate, induced errors, time to fix, cost.
     Leaderboard(commands::answers::WindowArgs),
+    /// Webhook endpoints insight transitions are pushed to.
+    #[command(subcommand)]
+    Webhooks(commands::webhooks::WebhooksCommand),
     /// Generate load (ingest, reads or raw Kafka) and report throughput and latency.
     Load(commands::load::LoadArgs),
     /// Cluster messages from stdin: one cluster label per input line.
@@ -70,6 +73,7 @@ async fn main() {
         Command::Sessions(a) => commands::answers::sessions(&client, a).await,
         Command::Clusters(a) => commands::answers::clusters(&client, a).await,
         Command::Leaderboard(a) => commands::answers::leaderboard(&client, a).await,
+        Command::Webhooks(c) => commands::webhooks::run(&client, c).await,
         Command::Load(a) => commands::load::run(&cli.api_url, &cli.api_key, a).await,
         Command::Cluster(a) => commands::cluster::run(a),
         Command::Migrate => commands::migrate::run().await,

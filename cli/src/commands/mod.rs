@@ -9,3 +9,4 @@ pub mod migrate;
 pub mod report;
 pub mod send;
 pub mod session;
+pub mod webhooks;
