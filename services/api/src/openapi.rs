@@ -29,7 +29,7 @@ use crate::routes::*;
         achilles_core::db::push::EndpointRow, achilles_core::db::push::DeliveryRow,
         achilles_core::db::push::TransitionRow,
         achilles_core::db::answers::SessionOverviewRow, achilles_core::db::answers::RecurringClusterRow,
-        achilles_core::db::answers::LeaderboardRow,
+        achilles_core::db::answers::LeaderboardRow, achilles_core::db::answers::InducedErrorRow,
         SessionErrors, CorrelationPage, AgentPerformance, SessionSummary, InsightPage, ClusterDetail,
         achilles_core::db::analysis::SessionClusterRow, achilles_core::db::analysis::CorrelationView,
         achilles_core::db::analysis::AgentPerformanceRow, achilles_core::db::analysis::InsightRow,

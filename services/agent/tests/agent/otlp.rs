@@ -115,6 +115,20 @@ async fn a_claude_code_session_over_otlp_gets_correlations_a_verdict_and_a_leade
     assert!(same_file[0]["confidence"].as_f64().unwrap() >= 0.5);
     assert!(same_file[0]["fixed_at"].is_string());
 
+    // The summary names the induced error, its cause and its fix.
+    let (_, summary) = st.get(ACME, &format!("/v1/sessions/{sid}/summary")).await;
+    let induced = summary["induced_errors"].as_array().unwrap();
+    assert_eq!(induced.len(), 1, "{summary}");
+    assert_eq!(
+        (
+            induced[0]["effect_kind"].as_str(),
+            induced[0]["effect_summary"].as_str()
+        ),
+        (Some("command"), Some("cargo test (exit 101)"))
+    );
+    assert_eq!(induced[0]["file_path"], "src/lib.rs");
+    assert_eq!(induced[0]["time_to_fix_ms"], 20_000.0);
+
     // The answers across sessions count it.
     let (status, lb) = st.get(ACME, "/v1/agents/leaderboard?since=1d").await;
     assert_eq!(status, StatusCode::OK, "{lb}");

@@ -201,6 +201,59 @@ pub async fn leaderboard(
     .await
 }
 
+/// One induced error of a session with its cause, for people: what failed,
+/// which edit it is attributed to, and whether it was fixed.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
+pub struct InducedErrorRow {
+    pub effect_event_id: Uuid,
+    pub effect_at: Option<DateTime<Utc>>,
+    /// error, command, test_run, ...
+    pub effect_kind: Option<String>,
+    /// The failure in a line: the error message, the command and its exit
+    /// code, the failing call.
+    pub effect_summary: Option<String>,
+    /// The edit with the strongest correlation.
+    pub cause_event_id: Uuid,
+    pub cause_at: Option<DateTime<Utc>>,
+    pub file_path: Option<String>,
+    pub confidence: f64,
+    pub fixed_at: Option<DateTime<Utc>>,
+    pub time_to_fix_ms: Option<f64>,
+}
+
+/// The session's induced errors (view `induced_errors`, confidence >= 0.5)
+/// in the order they happened.
+pub async fn induced_error_details(
+    pool: &PgPool,
+    tenant: &str,
+    session: Uuid,
+) -> Result<Vec<InducedErrorRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM (
+             SELECT DISTINCT ON (c.effect_event_id)
+                    c.effect_event_id, i.effect_at, e.kind AS effect_kind,
+                    left(coalesce(e.data->>'message',
+                                  (e.data->>'command') || ' (exit ' || coalesce(e.data->>'exit_code', '?') || ')',
+                                  (e.data->>'failed') || ' of ' || ((e.data->>'passed')::bigint + (e.data->>'failed')::bigint)
+                                      || ' ' || (e.data->>'framework') || ' tests failed',
+                                  e.data->>'error', e.data->>'tool', e.kind), 200) AS effect_summary,
+                    c.cause_event_id, c.cause_at, c.file_path, c.confidence, i.fixed_at,
+                    (extract(epoch FROM i.fixed_at - i.effect_at) * 1000)::float8 AS time_to_fix_ms
+             FROM induced_errors i
+             JOIN event_correlations c
+               ON c.session_id = i.session_id AND c.effect_event_id = i.effect_event_id
+             LEFT JOIN events e ON e.id = i.effect_event_id
+             WHERE i.session_id = $1 AND i.tenant_id = $2 AND c.confidence >= 0.5
+             ORDER BY c.effect_event_id, c.confidence DESC, c.cause_at DESC
+         ) d
+         ORDER BY effect_at NULLS LAST, effect_event_id",
+    )
+    .bind(session)
+    .bind(tenant)
+    .fetch_all(pool)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
