@@ -7,15 +7,19 @@
     scripts/dashboards.py exprs [NAME...]          print every panel query, variables substituted
     scripts/dashboards.py rules-file [NAME...]     every panel query as a rules file, so that
                                                    `promtool check rules` parses them offline
-    scripts/dashboards.py check --prometheus URL [NAME...]
+    scripts/dashboards.py check --prometheus URL [--database-url URL] [NAME...]
                                                    evaluate every panel query through
-                                                   /api/v1/query; fail on panels without data
+                                                   /api/v1/query (and every SQL panel with
+                                                   psql); fail on panels without data
 
 The dashboards are defined in this file (DASHBOARDS below) and written as JSON,
-so the six of them share one layout, one datasource variable and one set of
+so the seven of them share one layout, one datasource variable and one set of
 PromQL idioms; edit here and run `generate`. `lint` (part of make test) fails
 when the JSON files are stale. NAME is a file name without .json (overview,
-api, raw-sink, processor, agent, domain). Standard library only.
+api, raw-sink, processor, agent, domain, spend). Analytical panels (tables of
+clusters and the agent leaderboard) query Postgres through a second datasource
+variable, `postgres`, and read only the views and functions the migrations
+define (lint checks the names). Standard library only.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ HELM_DIR = os.path.join(ROOT, "helm", "achilles", "dashboards")
 METRICS_RS = os.path.join(ROOT, "shared", "core", "src", "metrics.rs")
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
+PG = {"type": "grafana-postgresql-datasource", "uid": "${postgres}"}
+MIGRATIONS = os.path.join(ROOT, "migrations")
 # Routes that are probes or scrapes, not traffic.
 NOT_TRAFFIC = 'route!~"/healthz|/readyz|/metrics"'
 RI = "$__rate_interval"
@@ -144,6 +150,32 @@ def bargauge(title, targets, unit="short", desc="", w=12, h=8):
     }
 
 
+class S:
+    """One SQL query of a Postgres panel (Grafana macros allowed:
+    $__timeFrom(), $__timeTo(), $__timeFilter(column))."""
+
+    def __init__(self, sql: str):
+        self.sql = " ".join(sql.split())
+
+
+def table(title, query, desc="", w=12, h=8, units=None):
+    """A table of rows from Postgres; `units` maps column names to units."""
+    overrides = [{"matcher": {"id": "byName", "options": col},
+                  "properties": [{"id": "unit", "value": unit}]}
+                 for col, unit in (units or {}).items()]
+    return {
+        "type": "table", "title": title, "description": desc,
+        "datasource": PG, "_w": w, "_h": h,
+        "fieldConfig": {"defaults": {"thresholds": _thresholds(GREEN),
+                                     "color": {"mode": "thresholds"}},
+                        "overrides": overrides},
+        "options": {"showHeader": True, "cellHeight": "sm",
+                    "footer": {"show": False, "reducer": ["sum"], "fields": ""}},
+        "targets": [{"datasource": PG, "refId": "A", "rawSql": query.sql, "format": "table",
+                     "rawQuery": True, "editorMode": "code"}],
+    }
+
+
 def row(title):
     return {"type": "row", "title": title, "collapsed": False, "panels": [], "_w": 24, "_h": 1}
 
@@ -172,6 +204,15 @@ def datasource_var():
     return {
         "name": "datasource", "label": "Data source", "type": "datasource",
         "query": "prometheus", "current": {}, "hide": 0, "refresh": 1,
+        "regex": "", "includeAll": False, "multi": False, "options": [],
+        "skipUrlSync": False,
+    }
+
+
+def postgres_var():
+    return {
+        "name": "postgres", "label": "Postgres", "type": "datasource",
+        "query": "grafana-postgresql-datasource", "current": {}, "hide": 0, "refresh": 1,
         "regex": "", "includeAll": False, "multi": False, "options": [],
         "skipUrlSync": False,
     }
@@ -551,6 +592,94 @@ def domain():
     )
 
 
+def spend():
+    usd_h = "currencyUSD"
+    cost = "achilles_llm_cost_usd_total"
+    tokens = "achilles_llm_tokens_total"
+    return dashboard(
+        "achilles-spend", "Achilles / Spend and quality",
+        "What the agents cost and how well they work: LLM spend and tokens by tenant, provider and model "
+        "(Prometheus, counted once per stored llm_call), the daily budget, recurring error clusters and the "
+        "agent leaderboard (Postgres views; induced errors count correlations with confidence >= 0.5), "
+        "and live insight delivery.",
+        [
+            row("Spend"),
+            stat("Spend in range", [T(or_zero(f"sum(increase({cost}[$__range]))"), "USD")], unit=usd_h,
+                 decimals=2, desc="US dollars of the llm_call events stored in the time range."),
+            stat("Spend, last 24 h", [T(or_zero("sum(tenant:achilles_llm_cost_usd:increase24h)"), "USD")],
+                 unit=usd_h, decimals=2,
+                 desc="The figure the daily budget alert (AchillesTenantDailyBudgetExceeded) compares, summed over tenants."),
+            stat("Tokens in range", [T(or_zero(f"sum(increase({tokens}[$__range]))"), "tokens")], decimals=0),
+            stat("Budget used (worst tenant, 24 h)",
+                 [T(or_zero("max(tenant:achilles_llm_cost_usd:budget_ratio24h)"), "of budget")],
+                 unit="percentunit", thresholds=[(None, "green"), (0.8, "orange"), (1, "red")],
+                 desc="Highest share of its daily budget any tenant spent in the last 24 h "
+                      "(achilles:llm_daily_budget_usd per tenant, else achilles:llm_daily_budget_usd:default)."),
+            stat("Webhook deliveries failing /s",
+                 [T(or_zero(f'sum(rate(achilles_webhook_deliveries_total{{outcome=~"failed|dead|refused"}}[{RI}]))'), "failing/s")],
+                 unit="ops", thresholds=[(None, "green"), (0.001, "orange")]),
+            stat("Insight streams open", [T(or_zero("sum(achilles_stream_clients)"), "streams")], decimals=0),
+            timeseries("Spend rate by tenant (USD per hour)",
+                       [T(or_zero(f"3600 * sum by (tenant) (rate({cost}[{RI}]))", "tenant"), "{{tenant}}")],
+                       unit=usd_h, w=12,
+                       desc="Tenants beyond spend.max_tenants are summed as 'other' (bounded cardinality, docs/metrics.md)."),
+            bargauge("Spend by tenant (time range)",
+                     [T(or_zero(f"sum by (tenant) (increase({cost}[$__range]))", "tenant"), "{{tenant}}", instant=True)],
+                     unit=usd_h, w=12),
+            bargauge("Spend by provider and model (time range)",
+                     [T(or_zero(f"sum by (provider, model) (increase({cost}[$__range]))", "model"),
+                        "{{provider}} {{model}}", instant=True)],
+                     unit=usd_h, w=12),
+            timeseries("Tokens by model and direction",
+                       [T(or_zero(f"sum by (model, direction) (rate({tokens}[{RI}]))", "model"),
+                          "{{model}} {{direction}}")],
+                       unit="short", w=12, desc="Tokens per second of stored llm_call events."),
+            row("Quality across sessions (Postgres)"),
+            table("Agent leaderboard (sessions started in range)",
+                  S("""SELECT agent_name AS agent, agent_model AS model, sessions, actions,
+                              success_rate, induced_errors_per_100_actions AS induced_per_100,
+                              mean_time_to_fix_ms AS time_to_fix, cost_per_successful_action AS cost_per_ok,
+                              cost_usd AS cost, tenant_id AS tenant
+                       FROM agent_leaderboard_between($__timeFrom(), $__timeTo())
+                       ORDER BY success_rate DESC NULLS LAST, induced_errors_per_100_actions NULLS LAST
+                       LIMIT 20"""),
+                  w=24, h=8, units={"success_rate": "percentunit", "time_to_fix": "ms",
+                                    "cost_per_ok": "currencyUSD", "cost": "currencyUSD"},
+                  desc="Judged sessions: success rate, induced errors per 100 agent actions (correlations with "
+                       "confidence >= 0.5), mean time to fix, cost per successful action (view agent_leaderboard_between)."),
+            table("Top recurring error clusters (in range, against the range before)",
+                  S("""SELECT template, sessions, occurrences, previous_sessions AS sessions_before, trend,
+                              last_seen, tenant_id AS tenant
+                       FROM recurring_clusters_between($__timeFrom(), $__timeTo())
+                       ORDER BY sessions DESC, occurrences DESC LIMIT 15"""),
+                  w=14, h=9, desc="Clusters with occurrences in the time range; trend compares the sessions they "
+                                  "occur in with the range of the same length before (function recurring_clusters_between)."),
+            table("Spend by agent and model (sessions started in range)",
+                  S("""SELECT agent_name AS agent, agent_model AS model, count(*) AS sessions,
+                              sum(input_tokens + output_tokens) AS tokens, sum(cost_usd) AS cost
+                       FROM session_overview WHERE $__timeFilter(started_at)
+                       GROUP BY 1, 2 ORDER BY cost DESC LIMIT 15"""),
+                  w=10, h=9, units={"cost": "currencyUSD"}),
+            row("Live insights"),
+            timeseries("Insight transitions recorded",
+                       [T(or_zero(f"sum by (transition) (rate(achilles_insight_transitions_total[{RI}]))", "transition"),
+                          "{{transition}}")],
+                       unit="ops", w=8, desc="Raised, escalated and resolved insights, each recorded once for the stream and webhooks."),
+            timeseries("Webhook deliveries by outcome",
+                       [T(or_zero(f"sum by (outcome) (rate(achilles_webhook_deliveries_total[{RI}]))", "outcome"),
+                          "{{outcome}}")],
+                       unit="ops", w=8, desc="delivered; failed (retried with backoff); dead (gave up); refused (SSRF policy)."),
+            timeseries("Insight stream clients and drops",
+                       [T(or_zero("sum(achilles_stream_clients)"), "open streams"),
+                        T(or_zero(f"sum by (reason) (increase(achilles_stream_disconnects_total[{RI}]))", "reason"),
+                          "dropped {{reason}}")],
+                       w=8, desc="Streams dropped because the client stopped reading (slow) or too many were open (full)."),
+        ],
+        variables=[postgres_var()],
+        requires=("raw-sink", "agent"),
+    )
+
+
 DASHBOARDS = {
     "overview": overview,
     "api": api,
@@ -558,6 +687,7 @@ DASHBOARDS = {
     "processor": processor,
     "agent": agent,
     "domain": domain,
+    "spend": spend,
 }
 
 
@@ -583,6 +713,47 @@ def iter_panels(panels):
     for p in panels:
         yield p
         yield from iter_panels(p.get("panels", []))
+
+
+def sql_queries(dash):
+    """(panel title, refId, sql) for every Postgres query."""
+    for p in iter_panels(dash.get("panels", [])):
+        for t in p.get("targets", []):
+            if t.get("rawSql"):
+                yield p.get("title", "?"), t.get("refId", "?"), t["rawSql"]
+
+
+def sql_substitute(sql, range_="1 hour"):
+    """Grafana's SQL macros as Postgres expressions (the time range is the
+    last `range_`)."""
+    frm, to = f"(now() - interval '{range_}')", "now()"
+    sql = sql.replace("$__timeFrom()", frm).replace("$__timeTo()", to)
+    return re.sub(r"\$__timeFilter\(([^)]+)\)", rf"(\1 BETWEEN {frm} AND {to})", sql)
+
+
+def known_relations():
+    """Tables, views and functions the migrations create."""
+    names = set()
+    for f in sorted(os.listdir(MIGRATIONS)):
+        if f.endswith(".sql"):
+            text = open(os.path.join(MIGRATIONS, f), encoding="utf-8").read()
+            names.update(m.lower() for m in re.findall(
+                r"CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW|FUNCTION)\s+(?:IF\s+NOT\s+EXISTS\s+)?([A-Za-z_][A-Za-z0-9_]*)",
+                text, flags=re.I))
+    return names
+
+
+def lint_sql(title, sql, relations):
+    problems = []
+    if not re.match(r"^\s*SELECT\b", sql, flags=re.I) or ";" in sql:
+        problems.append(f"panel {title!r}: SQL must be one SELECT")
+    for rel in re.findall(r"\b(?:FROM|JOIN)\s+([A-Za-z_][A-Za-z0-9_]*)", sql, flags=re.I):
+        if rel.lower() not in relations:
+            problems.append(f"panel {title!r}: {rel} is not a table, view or function of migrations/")
+    for macro in re.findall(r"\$__([A-Za-z]+)", sql):
+        if macro not in ("timeFrom", "timeTo", "timeFilter"):
+            problems.append(f"panel {title!r}: unsupported macro $__{macro}")
+    return problems
 
 
 def queries(dash):
@@ -628,23 +799,31 @@ KNOWN_LABELS = {
     # shared/core/src/metrics.rs
     "route", "method", "status", "outcome", "reason", "cause", "topic", "consumer",
     "partition", "kind", "stage", "table", "match_kind", "disposition", "type", "severity",
+    "tenant", "provider", "model", "direction", "signal", "transition",
 }
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool",
                 "and", "or", "unless", "offset", "inf", "nan"}
 
 
 def known_metrics():
+    """Metrics of metrics.rs (with their histogram series) and the names
+    the recording rules record."""
     src = open(METRICS_RS, encoding="utf-8").read()
     names = set(re.findall(r'"(achilles_[a-z0-9_]+)"', src))
     out = {"up"}
+    rules_dir = os.path.join(ROOT, "deploy", "prometheus", "rules")
+    for f in sorted(os.listdir(rules_dir)):
+        out.update(re.findall(r"^\s*-\s*record:\s*([A-Za-z_:][A-Za-z0-9_:]*)",
+                              open(os.path.join(rules_dir, f), encoding="utf-8").read(), flags=re.M))
     for n in names:
         out.add(n)
         out.update({n + "_bucket", n + "_sum", n + "_count"})
     return out
 
 
-def lint_dashboard(name, dash, metrics):
+def lint_dashboard(name, dash, metrics, relations=None):
     problems = []
+    relations = relations if relations is not None else known_relations()
     if dash.get("uid") != "achilles-" + name:
         problems.append(f"uid should be achilles-{name}, is {dash.get('uid')!r}")
     tvars = [v.get("name") for v in dash.get("templating", {}).get("list", [])]
@@ -657,6 +836,19 @@ def lint_dashboard(name, dash, metrics):
             problems.append(f"panel {title!r}: duplicate id {p.get('id')}")
         ids.add(p.get("id"))
         if p.get("type") == "row":
+            continue
+        if p.get("datasource", {}).get("type") == PG["type"]:
+            if "postgres" not in tvars:
+                problems.append(f"panel {title!r}: Postgres panels need the `postgres` template variable")
+            for t in p.get("targets", []):
+                if t.get("datasource", {}).get("uid") != "${postgres}":
+                    problems.append(f"panel {title!r} {t.get('refId')}: query datasource must be ${{postgres}}")
+                if not t.get("rawSql"):
+                    problems.append(f"panel {title!r} {t.get('refId')}: empty rawSql")
+                else:
+                    problems += lint_sql(title, t["rawSql"], relations)
+            if not p.get("targets"):
+                problems.append(f"panel {title!r}: no query")
             continue
         if p.get("datasource", {}).get("uid") != "${datasource}":
             problems.append(f"panel {title!r}: datasource must be {{uid: ${{datasource}}}}")
@@ -675,9 +867,10 @@ def lint_dashboard(name, dash, metrics):
                 problems.append(f"panel {title!r}: {e}")
                 continue
             stripped = re.sub(r'"(?:[^"\\]|\\.)*"', '""', concrete)
-            for metric in re.findall(r"\b(achilles_[a-z0-9_]+)\b", stripped):
+            for metric in re.findall(r"(?<![A-Za-z0-9_:])([A-Za-z_:][A-Za-z0-9_:]*achilles[A-Za-z0-9_:]*)", stripped):
                 if metric not in metrics:
-                    problems.append(f"panel {title!r}: metric {metric} is not defined in shared/core/src/metrics.rs")
+                    problems.append(f"panel {title!r}: metric {metric} is neither defined in "
+                                    "shared/core/src/metrics.rs nor recorded in deploy/prometheus/rules/")
             labels = set()
             for grp in re.findall(r"\b(?:by|without|on|ignoring)\s*\(([^)]*)\)", stripped):
                 labels.update(x.strip() for x in grp.split(",") if x.strip())
@@ -715,8 +908,9 @@ def cmd_lint(_args):
         print("\n".join("  " + p for p in problems), file=sys.stderr)
         return 1
     n = sum(1 for name in DASHBOARDS for _ in queries(load(name)))
-    print(f"  {len(DASHBOARDS)} dashboards, {n} queries: valid JSON, up to date, datasource variable, "
-          "known metrics and labels")
+    m = sum(1 for name in DASHBOARDS for _ in sql_queries(load(name)))
+    print(f"  {len(DASHBOARDS)} dashboards, {n} PromQL and {m} SQL queries: valid JSON, up to date, "
+          "datasource variables, known metrics, labels and relations")
     return 0
 
 
@@ -805,6 +999,23 @@ def classify(data):
     return "data", len(result)
 
 
+def sql_rows(database_url, sql):
+    """("data", rows) / ("empty", 0) / ("error", 0) for one SQL panel, run by psql."""
+    import subprocess
+    try:
+        out = subprocess.run(["psql", "-X", "-w", "-qAt", "-v", "ON_ERROR_STOP=1", database_url,
+                              "-c", f"SELECT count(*) FROM ({sql}) AS panel"],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        print(f"          psql: {e}")
+        return "error", 0
+    if out.returncode != 0:
+        print(f"          psql: {out.stderr.strip()}")
+        return "error", 0
+    n = int(out.stdout.strip() or 0)
+    return ("data", n) if n > 0 else ("empty", 0)
+
+
 def cmd_check(args):
     names = names_from(args)
     failed_panels = []
@@ -834,6 +1045,19 @@ def cmd_check(args):
                 failed_panels.append((name, title, ref, status, concrete))
             elif status == "zero" and args.verbose:
                 print(f"          {concrete}")
+        for title, ref, sql in sql_queries(dash):
+            concrete = sql_substitute(sql)
+            if not args.database_url:
+                counts["error"] += 1
+                print(f"   ERROR  {title} [{ref}]: a Postgres panel needs --database-url")
+                failed_panels.append((name, title, ref, "no database", concrete))
+                continue
+            status, n = sql_rows(args.database_url, concrete)
+            counts[status] += 1
+            mark = {"data": "ok   ", "empty": "EMPTY", "error": "ERROR"}[status]
+            print(f"   {mark}  {title} [{ref}] (SQL)" + (f"  ({n} rows)" if status == "data" else ""))
+            if status != "data":
+                failed_panels.append((name, title, ref, status, concrete))
         if down and not args.allow_down:
             failed_panels.append((name, "-", "-", "service down", f"up{{service=~\"{'|'.join(down)}\"}} != 1"))
     print(f"\n{counts['data']} queries returned data, {counts['zero']} a single unlabelled 0 "
@@ -862,6 +1086,8 @@ def main():
     c = sub.add_parser("check")
     c.add_argument("--prometheus", required=True)
     c.add_argument("--rate-interval", default="1m")
+    c.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
+                   help="Postgres the SQL panels are run against (default: $DATABASE_URL)")
     c.add_argument("--allow-down", action="store_true",
                    help="do not fail a dashboard because its service is not up")
     c.add_argument("-v", "--verbose", action="store_true")

@@ -3,13 +3,17 @@
 # (scripts/stack.sh up), then drives the pipeline once with the CLI:
 # start a session, send examples/demo-session.jsonl into it, end it, wait (up to
 # 30 s) until the events have landed in Postgres, show the session and its first
-# events, and print commands to try next.
+# events, wait (up to 90 s) for the monitoring agent's verdict, and end with
+# what Achilles is for: the session's report (verdict, induced errors with their
+# causes and fixes, break/fix cycles), its error clusters, the insights it
+# raised, and the errors recurring across sessions; then commands to try next.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 EVENTS_FILE="$ROOT/examples/demo-session.jsonl"
 LAND_TIMEOUT=30
+REPORT_TIMEOUT=${DEMO_REPORT_TIMEOUT:-90}
 
 [[ -f $EVENTS_FILE ]] || die "$EVENTS_FILE is missing"
 expected=$(grep -c '[^[:space:]]' "$EVENTS_FILE" || true)
@@ -77,9 +81,42 @@ section "achilles session show $sid"
 section "achilles events $sid --limit 20"
 "$CLI" events "$sid" --limit 20
 
+# The processor correlates and clusters, then announces the session's end;
+# the agent judges it. The report exists once that happened.
+judged() {
+  "$CLI" session report "$sid" --json 2>/dev/null |
+    python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("report") else 1)' 2>/dev/null
+}
+section "waiting up to ${REPORT_TIMEOUT}s for the monitoring agent's verdict"
+deadline=$((SECONDS + REPORT_TIMEOUT))
+until judged; do
+  if ((SECONDS >= deadline)); then
+    show_log_tail processor 30
+    show_log_tail agent 30
+    warn "no verdict within ${REPORT_TIMEOUT}s (logs above); showing what is known so far"
+    break
+  fi
+  sleep 1
+done
+
+section "achilles session report $sid   (verdict, induced errors and fixes, clusters, insights)"
+"$CLI" session report "$sid"
+
+section "achilles insights --session $sid --since 7d   (what the agent warned about while it ran)"
+"$CLI" insights --session "$sid" --since 7d
+
+section "achilles clusters --since 1d   (errors recurring across sessions)"
+"$CLI" clusters --since 1d
+
+section "achilles leaderboard --since 1d"
+"$CLI" leaderboard --since 1d
+
 cat <<EOF
 
 Next steps (copy-paste; the stack keeps running until 'make down'):
+  $CLI session report $sid
+  $CLI insights --follow                 # live insights (Ctrl-C to stop)
+  $CLI sessions --since 1d
   $CLI session show $sid
   $CLI events $sid --limit 20
   $CLI session start --agent my-agent --model my-model --source cli
@@ -89,5 +126,7 @@ Next steps (copy-paste; the stack keeps running until 'make down'):
   psql $DATABASE_URL -c "select file_path, match_kind, gap_ms, confidence, fixed_at is not null as fixed from event_correlations where session_id = '$sid'"
   psql $DATABASE_URL -c '\\dt'
   curl -s $ACHILLES_API_URL/readyz
+  Point Claude Code at this API: README, "Point your coding agent at Achilles"
+  (OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=$ACHILLES_API_URL/v1/logs)
   make status    make logs    make down
 EOF

@@ -108,6 +108,44 @@ impl Client {
         })
     }
 
+    /// Opens a Server-Sent Events stream (no overall timeout), resuming
+    /// after `last_event_id` when given.
+    pub async fn stream(
+        &self,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<reqwest::Response, CliError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(&self.key)
+            .header("accept", "text/event-stream");
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        let resp = req.send().await.map_err(|source| CliError::Connect {
+            url: self.base.clone(),
+            source,
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let json: Value = resp.json().await.unwrap_or(Value::Null);
+        Err(CliError::Api {
+            status,
+            code: json["error"]["code"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_owned(),
+            message: json["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            details: None,
+        })
+    }
+
     /// Like [`call`](Self::call) but retries up to `attempts` times: 503s
     /// and 429s after their `Retry-After`, and requests whose response was
     /// lost (connection refused, reset or closed) after a short back-off.

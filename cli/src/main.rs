@@ -5,6 +5,7 @@
 
 mod client;
 mod commands;
+mod table;
 
 use clap::{Parser, Subcommand};
 
@@ -43,6 +44,15 @@ enum Command {
     Events(commands::events::EventsArgs),
     /// Recent insights of the monitoring agent (error storms, loops, churn, ...).
     Insights(commands::insights::InsightsArgs),
+    /// Sessions across agents and models, with their summaries and verdicts.
+    Sessions(commands::answers::SessionsArgs),
+    /// Error clusters that keep coming back across sessions, with their trend.
+    Clusters(commands::answers::WindowArgs),
+    /// Agents and models ranked: success rate, induced errors, time to fix, cost.
+    Leaderboard(commands::answers::WindowArgs),
+    /// Webhook endpoints insight transitions are pushed to.
+    #[command(subcommand)]
+    Webhooks(commands::webhooks::WebhooksCommand),
     /// Generate load (ingest, reads or raw Kafka) and report throughput and latency.
     Load(commands::load::LoadArgs),
     /// Cluster messages from stdin: one cluster label per input line.
@@ -63,6 +73,10 @@ async fn main() {
         Command::Send(a) => commands::send::run(&client, a).await,
         Command::Events(a) => commands::events::run(&client, a).await,
         Command::Insights(a) => commands::insights::run(&client, a).await,
+        Command::Sessions(a) => commands::answers::sessions(&client, a).await,
+        Command::Clusters(a) => commands::answers::clusters(&client, a).await,
+        Command::Leaderboard(a) => commands::answers::leaderboard(&client, a).await,
+        Command::Webhooks(c) => commands::webhooks::run(&client, c).await,
         Command::Load(a) => commands::load::run(&cli.api_url, &cli.api_key, a).await,
         Command::Cluster(a) => commands::cluster::run(a),
         Command::Migrate => commands::migrate::run().await,

@@ -36,6 +36,10 @@ pub struct InsightsArgs {
     /// Print raw JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Follow live: print raised, escalated and resolved insights as they
+    /// happen (after those since --since), reconnecting without loss.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
 }
 
 /// `30m`, `2h`, `7d` or `45s` ago, or an RFC 3339 time.
@@ -62,7 +66,7 @@ fn since(raw: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, CliError> {
 
 /// Query strings only ever carry our own values and RFC 3339 times; `+`
 /// (a UTC offset) and spaces are the characters that need escaping.
-fn escape(v: &str) -> String {
+pub(crate) fn escape(v: &str) -> String {
     v.replace('%', "%25")
         .replace('+', "%2B")
         .replace(' ', "%20")
@@ -70,6 +74,9 @@ fn escape(v: &str) -> String {
 }
 
 pub async fn run(client: &Client, a: InsightsArgs) -> Result<(), CliError> {
+    if a.follow {
+        return follow(client, &a).await;
+    }
     let mut query = vec![format!("limit={}", a.limit)];
     if let Some(s) = &a.since {
         let t = since(s, Utc::now())?;
@@ -120,6 +127,81 @@ pub async fn run(client: &Client, a: InsightsArgs) -> Result<(), CliError> {
     }
 }
 
+/// `--follow`: the insight stream, one line per transition.
+async fn follow(client: &Client, a: &InsightsArgs) -> Result<(), CliError> {
+    let mut query = Vec::new();
+    if let Some(s) = &a.since {
+        query.push(format!(
+            "since={}",
+            escape(&since(s, Utc::now())?.to_rfc3339())
+        ));
+    }
+    for (k, v) in [
+        ("severity", &a.severity),
+        ("type", &a.insight_type),
+        ("session", &a.session),
+        ("status", &a.status),
+    ] {
+        if let Some(v) = v {
+            query.push(format!("{k}={}", escape(v)));
+        }
+    }
+    let path = format!("/v1/insights/stream?{}", query.join("&"));
+    let mut last: Option<String> = None;
+    loop {
+        let mut resp = client.stream(&path, last.as_deref()).await?;
+        let mut buf = String::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let (id, event, data) = sse_fields(&block);
+                let Some(data) = data else { continue };
+                last = id.or(last);
+                if a.json {
+                    println!("{data}");
+                    continue;
+                }
+                let i: serde_json::Value = serde_json::from_str(&data).unwrap_or_default();
+                println!(
+                    "{}  {:<9} {:<8} {:<18} {}  {}",
+                    i["decided_at"].as_str().unwrap_or_default(),
+                    event.unwrap_or_default(),
+                    i["severity"].as_str().unwrap_or_default(),
+                    i["type"].as_str().unwrap_or_default(),
+                    i["session_id"].as_str().unwrap_or_default(),
+                    i["title"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+        // The server ended the stream (a restart, or we read too slowly):
+        // resume where we were.
+        eprintln!(
+            "stream ended; resuming after event {}",
+            last.as_deref().unwrap_or("-")
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// `id`, `event` and `data` of one event block (comments skipped).
+fn sse_fields(block: &str) -> (Option<String>, Option<String>, Option<String>) {
+    let (mut id, mut event, mut data) = (None, None, None::<String>);
+    for line in block.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.strip_prefix(' ').unwrap_or(v).to_owned();
+        match k {
+            "id" => id = Some(v),
+            "event" => event = Some(v),
+            "data" => data = Some(data.map_or(v.clone(), |d| d + "\n" + &v)),
+            _ => {}
+        }
+    }
+    (id, event, data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +222,18 @@ mod tests {
             escape("2026-11-21T10:00:00+00:00"),
             "2026-11-21T10:00:00%2B00:00"
         );
+    }
+
+    #[test]
+    fn event_blocks_are_parsed_and_comments_skipped() {
+        assert_eq!(
+            sse_fields("id: 7\nevent: raised\ndata: {\"a\":1}\n\n"),
+            (
+                Some("7".into()),
+                Some("raised".into()),
+                Some("{\"a\":1}".into())
+            )
+        );
+        assert_eq!(sse_fields(": heartbeat\n\n"), (None, None, None));
     }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod answers;
 pub mod cluster;
 pub mod eval;
 pub mod events;
@@ -9,3 +10,4 @@ pub mod migrate;
 pub mod report;
 pub mod send;
 pub mod session;
+pub mod webhooks;

@@ -83,6 +83,7 @@ pub fn render(v: &Value) -> String {
     } else {
         render_report(report, &mut out);
     }
+    render_induced(&v["induced_errors"], &mut out);
     let clusters = if report.is_null() {
         &v["top_clusters"]
     } else {
@@ -122,6 +123,38 @@ pub fn render(v: &Value) -> String {
         ));
     }
     out
+}
+
+/// Time of day of an RFC 3339 time.
+fn clock(v: &Value) -> String {
+    v.as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map_or_else(|| "-".into(), |t| t.format("%H:%M:%S").to_string())
+}
+
+/// The induced errors with their causes and fixes.
+fn render_induced(list: &Value, out: &mut String) {
+    let Some(items) = list.as_array().filter(|l| !l.is_empty()) else {
+        return;
+    };
+    out.push_str("\nInduced errors (failures attributed to agent edits, confidence >= 0.5)\n");
+    for i in items {
+        let fixed = if i["fixed_at"].is_string() {
+            format!("fixed after {}", secs(&i["time_to_fix_ms"]))
+        } else {
+            "not fixed".into()
+        };
+        out.push_str(&format!(
+            "  {} {} failed: {}\n      caused by the edit of {} at {} (confidence {:.2}); {}\n",
+            clock(&i["effect_at"]),
+            s(&i["effect_kind"]),
+            s(&i["effect_summary"]),
+            s(&i["file_path"]),
+            clock(&i["cause_at"]),
+            i["confidence"].as_f64().unwrap_or(0.0),
+            fixed
+        ));
+    }
 }
 
 fn render_report(r: &Value, out: &mut String) {
@@ -192,12 +225,21 @@ mod tests {
                 "top_clusters": [{"occurrences": 2, "template": "error[<*>]"}],
                 "insights": [],
             },
+            "induced_errors": [{"effect_at": "2026-11-20T09:00:30Z", "effect_kind": "command",
+                "effect_summary": "cargo build (exit 101)", "file_path": "src/parser.rs",
+                "cause_at": "2026-11-20T09:00:22Z", "confidence": 0.79,
+                "fixed_at": "2026-11-20T09:00:50Z", "time_to_fix_ms": 20000.0}],
         });
         let text = render(&judged);
         assert!(text.contains("successful 4 (66.7%)"), "{text}");
         assert!(text.contains("mean time to fix 40.0 s"), "{text}");
         assert!(text.contains("src/a.rs"), "{text}");
         assert!(text.contains("error[<*>]"), "{text}");
+        assert!(
+            text.contains("09:00:30 command failed: cargo build (exit 101)")
+                && text.contains("caused by the edit of src/parser.rs at 09:00:22 (confidence 0.79); fixed after 20.0 s"),
+            "{text}"
+        );
         let active = json!({"session": {"id": "s2", "status": "active"}, "report": null,
             "open_insights": [{"severity": "warning", "status": "open", "type": "command_loop", "title": "loop"}]});
         let text = render(&active);

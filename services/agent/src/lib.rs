@@ -10,6 +10,9 @@
 //!   `insights`, announcing each transition on the insights topic through
 //!   the transactional outbox (`achilles_runtime::outbox`).
 //!
+//! A third loop, [`push`], records every insight transition for the API's
+//! live stream and delivers it to the tenant's webhooks (docs/push.md).
+//!
 //! An optional LLM narrative ([`narrative`]) is added to reports when
 //! `agent.llm_endpoint` is set. Formulas and thresholds: docs/agent.md.
 
@@ -20,6 +23,7 @@ pub mod graph;
 pub mod light;
 pub mod narrative;
 pub mod observe;
+pub mod push;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,6 +45,8 @@ use achilles_runtime::{
 pub struct AgentService {
     pub deep: ConsumerLoop<deep::DeepHandler>,
     pub light: ExactlyOnce<light::LightHandler>,
+    pub push: ConsumerLoop<push::recorder::RecorderHandler>,
+    pub delivery: push::delivery::DeliveryWorker,
     producer: rdkafka::producer::FutureProducer,
     dead_letter_topic: String,
     wake: Arc<Notify>,
@@ -57,12 +63,14 @@ pub enum StartupError {
     Database(#[from] sqlx::Error),
     #[error("cannot bind the ops listener: {0}")]
     Bind(#[from] std::io::Error),
+    #[error("{0}")]
+    Config(String),
 }
 
 impl AgentService {
     /// Connects, creates topics if configured, subscribes both loops.
     pub async fn build(s: Settings) -> Result<Self, StartupError> {
-        achilles_core::metrics::init_series(&[light::NAME, deep::NAME]);
+        achilles_core::metrics::init_series(&[light::NAME, deep::NAME, push::recorder::NAME]);
         // Every insight series exists at zero, so the first raise shows in rate().
         for node in checks::registry(&s.agent.checks) {
             for severity in ["info", "warning", "critical"] {
@@ -108,7 +116,36 @@ impl AgentService {
         let wake = Arc::new(Notify::new());
         let light = light::LightHandler {
             graph: graph::Graph::from_settings(&a.checks),
-            topics,
+            topics: topics.clone(),
+        };
+
+        // Insight transitions for the live stream and webhooks: recording is
+        // idempotent (one row per transition), so the at-least-once loop.
+        let push_consumer = subscribed_consumer(
+            &s.kafka,
+            &s.consumer,
+            &s.push.group_id,
+            push::recorder::NAME,
+            &[&topics.name(Topic::Insights)],
+        )?;
+        let delivery_wake = Arc::new(Notify::new());
+        let push_dead_letters = DeadLetterSink::new(
+            producer.clone(),
+            &topics,
+            push::recorder::NAME,
+            s.push.group_id.clone(),
+        );
+        let recorder = push::recorder::RecorderHandler {
+            pool: pool.clone(),
+            dead_letters: push_dead_letters.clone(),
+            wake: delivery_wake.clone(),
+        };
+        let delivery = push::delivery::DeliveryWorker {
+            pool: pool.clone(),
+            policy: achilles_core::webhook::AddressPolicy::from_settings(&s.push)
+                .map_err(StartupError::Config)?,
+            settings: s.push.clone(),
+            wake: delivery_wake,
         };
 
         let (ops_listener, ops_addr) = ops::bind(&a.metrics_listen).await?;
@@ -129,6 +166,13 @@ impl AgentService {
                 StepSettings::from_settings(&s.consumer),
                 wake.clone(),
             ),
+            push: ConsumerLoop::new(
+                push_consumer,
+                recorder,
+                push_dead_letters,
+                LoopSettings::from_settings(&s.consumer),
+            ),
+            delivery,
             producer,
             dead_letter_topic,
             wake,
@@ -149,10 +193,12 @@ impl AgentService {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, driver) = Shutdown::new(shutdown);
-        let (_, _, _, _, ops) = tokio::join!(
+        let (_, _, _, _, _, _, ops) = tokio::join!(
             driver,
             self.deep.run(stop.wait()),
             self.light.run_until(stop.wait()),
+            self.push.run(stop.wait()),
+            self.delivery.run(stop.receiver()),
             achilles_runtime::outbox::run(
                 self.pool.clone(),
                 self.producer,

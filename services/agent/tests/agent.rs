@@ -24,6 +24,11 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+#[path = "agent/otlp.rs"]
+mod otlp;
+#[path = "agent/push.rs"]
+mod push;
+
 const ACME: &str = "acme-key-0123456789";
 const GLOBEX: &str = "globex-key-0123456789";
 const WAIT: Duration = Duration::from_secs(90);
@@ -65,6 +70,7 @@ async fn spawn_stack_with(tweak: impl FnOnce(&mut Settings)) -> Stack {
     s.agent.group_id = format!("{prefix}agent");
     s.agent.light_group_id = format!("{prefix}agent-light");
     s.agent.metrics_listen = "127.0.0.1:0".into();
+    s.push.group_id = format!("{prefix}agent-push");
     tweak(&mut s);
     let topics = Topics::new(prefix.clone());
     achilles_core::kafka::ensure_topics(&s.kafka, &topics)

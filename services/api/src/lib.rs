@@ -9,15 +9,18 @@
 //! [`Application::run_until`] serves until the given shutdown future
 //! resolves, then drains in-flight requests and flushes the producer.
 
+mod accept;
 mod auth;
 mod error;
 mod idempotency;
 mod observe;
 mod openapi;
+mod otlp;
 mod ready;
 mod recent;
 mod routes;
 mod state;
+mod stream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,6 +60,8 @@ pub enum StartupError {
     Database(#[from] sqlx::Error),
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("push settings: {0}")]
+    Push(String),
 }
 
 impl Application {
@@ -87,11 +92,19 @@ impl Application {
             })?;
         let recent = recent::RecentHashes::new(settings.api.recent_hashes);
         let ready = ready::ReadyCache::new(Duration::from_millis(settings.api.ready_cache_ms));
+        // Sessions and calls are far fewer than events; a tenth is plenty.
+        let otlp = otlp::memory::OtlpMemory::new((settings.api.recent_hashes / 10).max(10_000));
+        let address_policy = achilles_core::webhook::AddressPolicy::from_settings(&settings.push)
+            .map_err(StartupError::Push)?;
+        let stream = Arc::new(stream::StreamHub::new(&settings.push));
         let state = AppState {
             inner: Arc::new(state::Inner {
                 recent,
                 quotas,
                 ready,
+                otlp,
+                stream,
+                address_policy,
                 settings,
                 pool,
                 publisher,

@@ -4,13 +4,16 @@ use axum::Json;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::otlp::{__path_export_logs, __path_export_traces};
 use crate::routes::*;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Achilles API", description = "Telemetry ingestion and analysis for AI coding agents."),
-    paths(start_session, end_session, ingest_batch, get_session, list_events,
+    paths(start_session, end_session, ingest_batch, export_logs, export_traces, get_session, list_events,
         session_errors, session_correlations, agent_performance, session_summary, recent_insights, get_cluster,
+        list_sessions, list_clusters, leaderboard,
+        stream, create_webhook, list_webhooks, delete_webhook, webhook_deliveries,
         healthz, readyz, metrics),
     components(schemas(
         BatchRequest, BatchResponse, BatchItemResult, SessionAccepted, EventPage,
@@ -21,6 +24,12 @@ use crate::routes::*;
         achilles_core::model::ErrorEvent, achilles_core::model::LlmCall, achilles_core::model::ToolCall,
         achilles_core::model::AgentAction, achilles_core::model::UserMessage, achilles_core::model::CallStatus,
         achilles_core::db::SessionRow, achilles_core::db::EventRow,
+        SessionList, ClusterList, Leaderboard,
+        WebhookRequest, WebhookCreated, WebhookList, DeliveryList,
+        achilles_core::db::push::EndpointRow, achilles_core::db::push::DeliveryRow,
+        achilles_core::db::push::TransitionRow,
+        achilles_core::db::answers::SessionOverviewRow, achilles_core::db::answers::RecurringClusterRow,
+        achilles_core::db::answers::LeaderboardRow, achilles_core::db::answers::InducedErrorRow,
         SessionErrors, CorrelationPage, AgentPerformance, SessionSummary, InsightPage, ClusterDetail,
         achilles_core::db::analysis::SessionClusterRow, achilles_core::db::analysis::CorrelationView,
         achilles_core::db::analysis::AgentPerformanceRow, achilles_core::db::analysis::InsightRow,
@@ -30,8 +39,11 @@ use crate::routes::*;
     modifiers(&Security, &CommonResponses),
     tags(
         (name = "ingest", description = "Write path: validated, hashed, acknowledged by Kafka before 202."),
+        (name = "otlp", description = "OpenTelemetry (OTLP/HTTP) logs and traces of coding agents, mapped onto sessions and events (docs/otlp.md)."),
         (name = "read", description = "Tenant-scoped reads from Postgres."),
         (name = "analysis", description = "Clusters, correlations, agent verdicts and insights (tenant-scoped)."),
+        (name = "push", description = "Live insights: a Server-Sent Events stream and signed webhooks (docs/push.md)."),
+        (name = "answers", description = "Across sessions: the session list, recurring error clusters with their trend, the agent leaderboard (the SQL views of the same names)."),
         (name = "operations", description = "Probes and metrics (no authentication)."),
     )
 )]
@@ -95,7 +107,15 @@ impl Modify for CommonResponses {
             .header("Retry-After", retry_after())
             .build();
         for item in openapi.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.put,
+            ]
+            .into_iter()
+            .flatten()
+            {
                 let authenticated = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 if !authenticated {
                     continue;
@@ -132,6 +152,8 @@ mod tests {
             "/v1/sessions/start",
             "/v1/sessions/end",
             "/v1/events/batch",
+            "/v1/logs",
+            "/v1/traces",
             "/v1/sessions/{id}",
             "/v1/sessions/{id}/events",
             "/v1/sessions/{id}/errors",
@@ -140,6 +162,13 @@ mod tests {
             "/v1/sessions/{id}/summary",
             "/v1/insights/recent",
             "/v1/clusters/{id}",
+            "/v1/sessions",
+            "/v1/clusters",
+            "/v1/agents/leaderboard",
+            "/v1/insights/stream",
+            "/v1/webhooks",
+            "/v1/webhooks/{id}",
+            "/v1/webhooks/{id}/deliveries",
             "/readyz",
         ] {
             assert!(
@@ -179,7 +208,8 @@ mod tests {
                 assert!(h.get("Retry-After").is_some() && h.get("RateLimit-Limit").is_some());
             }
         }
-        assert_eq!(checked, 11);
+        // Ingest, OTLP, reads, answers and push: every /v1 operation.
+        assert!(checked >= 20, "{checked} authenticated operations");
         let start = &doc["paths"]["/v1/sessions/start"]["post"];
         assert_eq!(start["parameters"][0]["name"], "Idempotency-Key");
     }

@@ -6,10 +6,13 @@ use achilles_core::auth::KeyStore;
 use achilles_core::config::Settings;
 use achilles_core::publisher::Publisher;
 use achilles_core::quota::Quotas;
+use achilles_core::webhook::AddressPolicy;
 use sqlx::PgPool;
 
+use crate::otlp::memory::OtlpMemory;
 use crate::ready::ReadyCache;
 use crate::recent::RecentHashes;
+use crate::stream::StreamHub;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -24,6 +27,9 @@ pub(crate) struct Inner {
     pub recent: RecentHashes,
     pub quotas: Quotas,
     pub ready: ReadyCache,
+    pub otlp: OtlpMemory,
+    pub stream: Arc<StreamHub>,
+    pub address_policy: AddressPolicy,
 }
 
 impl AppState {
@@ -53,5 +59,17 @@ impl AppState {
 
     pub fn ready(&self) -> &ReadyCache {
         &self.inner.ready
+    }
+
+    pub(crate) fn otlp(&self) -> &OtlpMemory {
+        &self.inner.otlp
+    }
+
+    pub(crate) fn stream(&self) -> &Arc<StreamHub> {
+        &self.inner.stream
+    }
+
+    pub(crate) fn address_policy(&self) -> &AddressPolicy {
+        &self.inner.address_policy
     }
 }

@@ -19,6 +19,13 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+#[path = "api/answers.rs"]
+mod answers;
+#[path = "api/otlp.rs"]
+mod otlp;
+#[path = "api/push.rs"]
+mod push;
+
 const ACME_KEY: &str = "acme-key-0123456789";
 const GLOBEX_KEY: &str = "globex-key-0123456789";
 

@@ -19,6 +19,9 @@ pub struct InsertOutcome {
     /// Indexes (into the input) whose id is taken by a *different* event.
     /// They were not stored and must be dead-lettered, not dropped.
     pub id_conflicts: Vec<usize>,
+    /// Indexes of every event not stored (duplicates and id conflicts), in
+    /// order; the others were inserted by this call.
+    pub skipped: Vec<usize>,
 }
 
 /// Inserts events, skipping those already stored. One statement for the
@@ -96,6 +99,7 @@ pub async fn insert_events(
     // from id conflicts (id taken by a different event).
     let inserted: HashSet<String> = inserted.into_iter().collect();
     let skipped: Vec<usize> = (0..n).filter(|i| !inserted.contains(&hashes[*i])).collect();
+    outcome.skipped.clone_from(&skipped);
     let skipped_hashes: Vec<&str> = skipped.iter().map(|i| hashes[*i].as_str()).collect();
     let skipped_sessions: Vec<Uuid> = skipped.iter().map(|i| sessions[*i]).collect();
     let stored: HashSet<String> = sqlx::query_scalar(

@@ -12,7 +12,7 @@
 //! what the runtime parks (undecodable, another tenant's session, anything
 //! Postgres refuses), an event whose id is taken by a different event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
@@ -41,6 +41,8 @@ pub struct Batch {
     ends: HashMap<Uuid, SessionEnd>,
     inserted: usize,
     duplicates: usize,
+    /// Indexes into `events` of those not stored (duplicates, id conflicts).
+    skipped: HashSet<usize>,
 }
 
 impl Stage for Landing {
@@ -99,6 +101,7 @@ impl Stage for Landing {
         db::apply_session_ends(conn, &ends).await?;
         out.inserted = outcome.inserted;
         out.duplicates = outcome.duplicates;
+        out.skipped = outcome.skipped.into_iter().collect();
         Ok(parked)
     }
 
@@ -109,5 +112,13 @@ impl Stage for Landing {
         metrics::LANDED
             .with_label_values(&["events", "duplicate"])
             .inc_by(out.duplicates as u64);
+        // Tokens and cost, once per stored llm_call (a duplicate is not spend).
+        achilles_core::spend::count_stored(
+            out.events
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !out.skipped.contains(i))
+                .map(|(_, (e, _, _))| e),
+        );
     }
 }

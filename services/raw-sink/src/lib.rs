@@ -69,6 +69,7 @@ impl RawSink {
     pub async fn build(s: Settings) -> Result<Self, StartupError> {
         achilles_core::metrics::init_series(&[landing::NAME, gate::NAME]);
         s.check()?;
+        achilles_core::spend::configure(&s.spend);
         let topics = Topics::new(s.kafka.topic_prefix.clone());
         if s.kafka.create_topics {
             kafka::ensure_topics(&s.kafka, &topics).await?;

@@ -40,6 +40,8 @@ pub struct Settings {
     pub sink: SinkSettings,
     pub processor: ProcessorSettings,
     pub agent: AgentSettings,
+    pub push: PushSettings,
+    pub spend: SpendSettings,
     pub validation: Limits,
     pub quotas: QuotaSettings,
     pub log: LogSettings,
@@ -451,6 +453,89 @@ impl Default for CheckSettings {
             stalled_min_actions: 30,
             max_session_tokens: 2_000_000,
             max_session_cost_usd: 10.0,
+        }
+    }
+}
+
+/// Live push of insight transitions: the API's Server-Sent Events stream
+/// and the agent's webhook deliveries (docs/push.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushSettings {
+    /// Consumer group of the agent's recorder on the insights topic.
+    pub group_id: String,
+    /// How often the API looks for new transitions to stream.
+    pub stream_poll_ms: u64,
+    /// Events queued per stream connection ...
+    pub stream_buffer: usize,
+    /// ... and how long that queue may stay full (the client not reading)
+    /// before the connection is dropped; the client resumes with
+    /// `Last-Event-ID`.
+    pub stream_stall_ms: u64,
+    /// Comment lines sent to idle streams, so proxies keep them open.
+    pub stream_heartbeat_ms: u64,
+    /// Concurrent streams per API process; more get 503.
+    pub stream_max_connections: usize,
+    /// Failed attempts after which a delivery is dead-lettered.
+    pub webhook_max_attempts: u32,
+    /// First retry delay; doubled per attempt up to `webhook_backoff_max_ms`.
+    pub webhook_backoff_ms: u64,
+    pub webhook_backoff_max_ms: u64,
+    /// Time limit of one delivery attempt (connect, send, response).
+    pub webhook_timeout_ms: u64,
+    /// How often the delivery worker looks for due deliveries when idle.
+    pub webhook_poll_ms: u64,
+    /// Deliveries claimed per round.
+    pub webhook_batch: i64,
+    pub webhook_max_endpoints_per_tenant: i64,
+    /// Deliver to loopback, private, link-local and metadata addresses too.
+    /// Off: such destinations are refused (SSRF), at registration and at
+    /// every delivery.
+    pub webhook_allow_private: bool,
+    /// Address ranges allowed even though private (e.g. `10.1.2.0/24` for
+    /// an internal receiver), comma-separated CIDRs.
+    pub webhook_allowed_cidrs: String,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            group_id: "achilles-agent-push".into(),
+            stream_poll_ms: 500,
+            stream_buffer: 256,
+            stream_stall_ms: 10_000,
+            stream_heartbeat_ms: 15_000,
+            stream_max_connections: 1_000,
+            webhook_max_attempts: 8,
+            webhook_backoff_ms: 1_000,
+            webhook_backoff_max_ms: 3_600_000,
+            webhook_timeout_ms: 10_000,
+            webhook_poll_ms: 1_000,
+            webhook_batch: 32,
+            webhook_max_endpoints_per_tenant: 20,
+            webhook_allow_private: false,
+            webhook_allowed_cidrs: String::new(),
+        }
+    }
+}
+
+/// Label bounds of the spend counters (`achilles_llm_tokens_total`,
+/// `achilles_llm_cost_usd_total`): the first N distinct values a process
+/// sees get their own label, later ones are counted as `other`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpendSettings {
+    pub max_tenants: usize,
+    pub max_providers: usize,
+    pub max_models: usize,
+}
+
+impl Default for SpendSettings {
+    fn default() -> Self {
+        Self {
+            max_tenants: 100,
+            max_providers: 10,
+            max_models: 30,
         }
     }
 }

@@ -26,8 +26,10 @@ pub mod model;
 pub mod publisher;
 pub mod quota;
 pub mod shutdown;
+pub mod spend;
 pub mod telemetry;
 pub mod topics;
+pub mod webhook;
 pub mod wire;
 
 pub use error::{Disposition, ValidationError, ValidationErrors};

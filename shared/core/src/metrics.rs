@@ -3,8 +3,11 @@
 //! Labels are low-cardinality by construction: routes are axum route
 //! *templates*, reasons are the closed sets of validation and decode codes,
 //! partitions are bounded by the topic's partition count. Never label with
-//! a session or event id; the only tenant label (quota metrics) is capped
-//! at `quotas.metric_tenants` names plus `other`.
+//! a session or event id. Tenant labels exist in two places, each capped
+//! so the series count has a fixed upper bound: the quota metrics
+//! (`quotas.metric_tenants` names plus `other`) and the spend counters
+//! (tenant, provider and model, capped per process by `[spend]`, see
+//! [`crate::spend`]).
 //!
 //! Metrics live in one process-wide [`REGISTRY`]; each binary registers all
 //! of them (unused ones simply stay at zero), so dashboards never see a
@@ -279,6 +282,64 @@ counter_vec!(
     ["type", "severity"]
 );
 
+// --- Spend (raw sink, once per stored llm_call) ----------------------------
+counter_vec!(
+    LLM_TOKENS,
+    "achilles_llm_tokens_total",
+    "LLM tokens of stored llm_call events, by tenant, provider, model and direction (input, output); labels capped by [spend].",
+    ["tenant", "provider", "model", "direction"]
+);
+pub static LLM_COST: LazyLock<CounterVec> = LazyLock::new(|| {
+    CounterVec::new(
+        Opts::new(
+            "achilles_llm_cost_usd_total",
+            "US dollars of stored llm_call events, by tenant, provider and model; labels capped by [spend].",
+        ),
+        &["tenant", "provider", "model"],
+    )
+    .expect("valid metric")
+});
+
+// --- OTLP ingest and live push ------------------------------------------------
+counter_vec!(
+    OTLP_RECORDS,
+    "achilles_otlp_records_total",
+    "OTLP log records and spans received, by signal (logs, traces) and what they became: an event kind, session_end, twin (a span already received as a log event) or rejected.",
+    ["signal", "kind"]
+);
+pub static STREAM_CLIENTS: LazyLock<IntGauge> = LazyLock::new(|| {
+    IntGauge::new(
+        "achilles_stream_clients",
+        "Open GET /v1/insights/stream connections.",
+    )
+    .expect("valid metric")
+});
+counter_vec!(
+    STREAM_DISCONNECTS,
+    "achilles_stream_disconnects_total",
+    "Insight streams ended by the server: slow (the client fell a buffer behind), full (too many streams).",
+    ["reason"]
+);
+counter_vec!(
+    INSIGHT_TRANSITIONS,
+    "achilles_insight_transitions_total",
+    "Insight transitions recorded for push (stream and webhooks), by transition.",
+    ["transition"]
+);
+counter_vec!(
+    WEBHOOK_DELIVERIES,
+    "achilles_webhook_deliveries_total",
+    "Webhook delivery attempts by outcome: delivered, failed (retried later), dead (gave up), refused (destination not allowed).",
+    ["outcome"]
+);
+histogram_vec!(
+    WEBHOOK_LATENCY,
+    "achilles_webhook_delivery_seconds",
+    "Duration of one webhook delivery attempt, by outcome.",
+    LATENCY_BUCKETS,
+    ["outcome"]
+);
+
 fn register_all(r: &Registry) {
     let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
         Box::new(HTTP_REQUESTS.clone()),
@@ -314,6 +375,14 @@ fn register_all(r: &Registry) {
         Box::new(LATE_EVENTS.clone()),
         Box::new(ENGINE_TRUNCATED.clone()),
         Box::new(INSIGHTS_RAISED.clone()),
+        Box::new(LLM_TOKENS.clone()),
+        Box::new(LLM_COST.clone()),
+        Box::new(OTLP_RECORDS.clone()),
+        Box::new(STREAM_CLIENTS.clone()),
+        Box::new(STREAM_DISCONNECTS.clone()),
+        Box::new(INSIGHT_TRANSITIONS.clone()),
+        Box::new(WEBHOOK_DELIVERIES.clone()),
+        Box::new(WEBHOOK_LATENCY.clone()),
     ];
     for c in collectors {
         // Each metric is registered exactly once, here; a duplicate name is
@@ -377,6 +446,15 @@ pub fn init_series(consumers: &[&str]) {
     }
     for (table, outcome) in [("events", "inserted"), ("events", "duplicate")] {
         LANDED.with_label_values(&[table, outcome]);
+    }
+    for reason in ["slow", "full"] {
+        STREAM_DISCONNECTS.with_label_values(&[reason]);
+    }
+    for t in ["raised", "escalated", "resolved"] {
+        INSIGHT_TRANSITIONS.with_label_values(&[t]);
+    }
+    for outcome in ["delivered", "failed", "dead", "refused"] {
+        WEBHOOK_DELIVERIES.with_label_values(&[outcome]);
     }
 }
 

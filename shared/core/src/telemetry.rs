@@ -42,6 +42,7 @@ pub use context::{
     set_remote_parent, span_context, span_id_hex, trace_id_hex, traceparent, HeaderExtractor,
     KafkaExtractor,
 };
+pub use http_client::OtlpHttpClient;
 pub use opentelemetry::trace::SpanContext;
 
 /// How long one export may take, and how long shutdown waits for the last.

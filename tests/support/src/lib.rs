@@ -11,7 +11,9 @@
 mod broker;
 mod db;
 mod kafka;
+pub mod otlp;
 mod proxy;
+pub mod sse;
 
 pub use broker::PrivateBroker;
 pub use db::TestDb;

@@ -175,6 +175,9 @@ pub struct SessionSummary {
     pub top_clusters: Vec<SessionClusterRow>,
     pub performance: Vec<AgentPerformanceRow>,
     pub open_insights: Vec<InsightRow>,
+    /// Failures attributed to agent edits (correlations with confidence
+    /// >= 0.5), with their causes and fixes.
+    pub induced_errors: Vec<achilles_core::db::answers::InducedErrorRow>,
     /// The readable report, once the session ended and was judged.
     #[schema(value_type = Option<Object>)]
     pub report: Option<Value>,
@@ -202,12 +205,14 @@ pub async fn session_summary(
     let top_clusters = analysis::session_clusters(pool, t, s.id, SUMMARY_TOP).await?;
     let performance = analysis::agent_performance(pool, t, s.id).await?;
     let open_insights = analysis::session_insights(pool, t, s.id, true).await?;
+    let induced_errors = achilles_core::db::answers::induced_error_details(pool, t, s.id).await?;
     let report = analysis::session_report(pool, t, s.id).await?;
     Ok(Json(SessionSummary {
         session: s,
         top_clusters,
         performance,
         open_insights,
+        induced_errors,
         report_generated_at: report.as_ref().map(|r| r.generated_at),
         report: report.map(|r| r.report),
     }))

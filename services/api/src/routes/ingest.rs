@@ -13,8 +13,6 @@
 //! * bodies over `api.max_body_bytes` or batches over
 //!   `api.max_batch_events` are `413` before anything is validated.
 
-use std::collections::HashSet;
-
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -35,6 +33,7 @@ use achilles_core::ValidationError;
 
 use achilles_core::quota::Kind;
 
+use crate::accept::{accept, SessionRecords};
 use crate::auth::Tenant;
 use crate::error::ApiError;
 use crate::idempotency::IdemKey;
@@ -81,7 +80,7 @@ pub struct SessionAccepted {
 }
 
 /// Turns a body (or its rejection) into JSON, with our error shapes.
-fn parse_body(
+pub(crate) fn parse_body(
     state: &AppState,
     route: &str,
     body: Result<Bytes, BytesRejection>,
@@ -118,7 +117,7 @@ fn checked_body(
     Ok(body)
 }
 
-fn count_rejections(errors: &achilles_core::ValidationErrors) {
+pub(crate) fn count_rejections(errors: &achilles_core::ValidationErrors) {
     metrics::INGEST_EVENTS
         .with_label_values(&["rejected"])
         .inc();
@@ -198,66 +197,32 @@ pub async fn ingest_batch(
         }
     }
 
-    // Duplicates: earlier in this batch, or accepted recently by this
-    // process (see `recent.rs` for why not Postgres). Best-effort by
-    // design: whatever slips through is dropped by the sink's and the
-    // processor's dedup on the hash.
-    let recent = state
-        .recent()
-        .seen(&valid.iter().map(|(_, e)| &e.hash).collect::<Vec<_>>());
-    let mut seen = HashSet::with_capacity(valid.len());
-    let mut to_publish = Vec::with_capacity(valid.len());
-    for ((index, ev), recent) in valid.into_iter().zip(recent) {
-        let dup = recent || !seen.insert(*ev.hash.as_bytes());
-        let status = if dup { "duplicate" } else { "accepted" };
+    let (indexes, events): (Vec<usize>, Vec<Event>) = valid.into_iter().unzip();
+    let described: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e.id.to_string(), e.hash.to_hex()))
+        .collect();
+    if events.is_empty() {
+        return Err(ApiError::AllRejected {
+            count: results.len(),
+            details: serde_json::to_value(&results).unwrap_or_default(),
+        });
+    }
+    let duplicate = accept(&state, now, events, SessionRecords::default()).await?;
+    for ((index, (event_id, event_hash)), dup) in indexes.into_iter().zip(described).zip(duplicate)
+    {
         results.push(BatchItemResult {
             index,
-            status,
-            event_id: Some(ev.id.to_string()),
-            event_hash: Some(ev.hash.to_hex()),
+            status: if dup { "duplicate" } else { "accepted" },
+            event_id: Some(event_id),
+            event_hash: Some(event_hash),
             errors: None,
         });
-        if !dup {
-            to_publish.push(Envelope {
-                ingested_at: now,
-                record: Record::Event(ev),
-            });
-        }
     }
     results.sort_by_key(|r| r.index);
     let count = |s: &str| results.iter().filter(|r| r.status == s).count();
     let (accepted, duplicates, rejected) =
         (count("accepted"), count("duplicate"), count("rejected"));
-
-    if accepted + duplicates == 0 {
-        return Err(ApiError::AllRejected {
-            count: rejected,
-            details: serde_json::to_value(&results).unwrap_or_default(),
-        });
-    }
-    if !to_publish.is_empty() {
-        state
-            .publisher()
-            .publish(&to_publish, None)
-            .await
-            .inspect_err(|e| {
-                metrics::BACKPRESSURE.with_label_values(&[e.cause()]).inc();
-            })?;
-        // Only what Kafka acknowledged: a 503'd batch retried must be
-        // accepted again, not answered `duplicate`.
-        state
-            .recent()
-            .remember(to_publish.iter().filter_map(|env| match &env.record {
-                Record::Event(e) => Some(&e.hash),
-                _ => None,
-            }));
-    }
-    metrics::INGEST_EVENTS
-        .with_label_values(&["accepted"])
-        .inc_by(accepted as u64);
-    metrics::INGEST_EVENTS
-        .with_label_values(&["duplicate"])
-        .inc_by(duplicates as u64);
     Ok((
         StatusCode::ACCEPTED,
         Json(BatchResponse {

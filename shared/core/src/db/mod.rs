@@ -7,10 +7,12 @@
 //! (positions, consumer state, outbox).
 
 pub mod analysis;
+pub mod answers;
 mod events;
 pub mod keys;
 pub mod offsets;
 pub mod outbox;
+pub mod push;
 mod sessions;
 
 pub use events::{list_events, EventCursor, EventRow};

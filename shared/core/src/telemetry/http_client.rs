@@ -8,6 +8,7 @@
 //! find no reactor, so the client drives its requests on a private
 //! current-thread runtime, created on first use on that thread. Plain
 //! `http://` only: point it at a collector or agent next to the service.
+//! Public so tests can export OTLP to the API the same way.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,7 +24,7 @@ use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 /// Collector responses are tiny; anything larger is refused.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
-pub(crate) struct OtlpHttpClient {
+pub struct OtlpHttpClient {
     timeout: Duration,
     inner: OnceLock<(tokio::runtime::Runtime, Client<HttpConnector, Full<Bytes>>)>,
 }
@@ -37,7 +38,7 @@ impl std::fmt::Debug for OtlpHttpClient {
 }
 
 impl OtlpHttpClient {
-    pub(crate) fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration) -> Self {
         Self {
             timeout,
             inner: OnceLock::new(),
