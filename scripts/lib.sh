@@ -80,6 +80,10 @@ export_service_env() {
   # per byte: 8 partitions cost it ~4x the CPU of 2 at the same event rate
   # (bench/README.md). One instance of each consumer needs no more than 2.
   export ACHILLES_KAFKA__PARTITIONS=${ACHILLES_KAFKA__PARTITIONS:-2}
+  # No per-tenant quotas on the local stack: `make bench` drives it far past
+  # the production defaults with the one dev tenant. Set them to try quotas.
+  export ACHILLES_QUOTAS__EVENTS_PER_SEC=${ACHILLES_QUOTAS__EVENTS_PER_SEC:-0}
+  export ACHILLES_QUOTAS__REQUESTS_PER_SEC=${ACHILLES_QUOTAS__REQUESTS_PER_SEC:-0}
   # The CLI's side of the same contract.
   export ACHILLES_API_URL=${ACHILLES_API_URL:-$(api_url_from_listen "$ACHILLES_API__LISTEN")}
   export ACHILLES_API_KEY=${ACHILLES_API_KEY:-$ACHILLES_DEV_API_KEY}

@@ -109,6 +109,23 @@ impl Graph {
         }
     }
 
+    /// A copy of a session's state.
+    pub fn copy(&self, s: &Session) -> Session {
+        Session {
+            tenant: s.tenant.clone(),
+            events: s.events,
+            max_t: s.max_t,
+            ended: s.ended,
+            open: s.open.clone(),
+            states: self
+                .nodes
+                .iter()
+                .zip(&s.states)
+                .map(|(n, st)| n.copy(st))
+                .collect(),
+        }
+    }
+
     /// A session's state from its stored JSON; unreadable is an error,
     /// never a silently empty state.
     pub fn load(&self, stored: &str) -> Result<Session, String> {

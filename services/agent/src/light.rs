@@ -76,6 +76,10 @@ impl Stage for LightHandler {
         self.graph.fresh()
     }
 
+    fn snapshot(&self, state: &graph::Session) -> graph::Session {
+        self.graph.copy(state)
+    }
+
     fn save_state(&self, state: &graph::Session) -> Result<String, EncodeError> {
         Ok(self.graph.save(state))
     }

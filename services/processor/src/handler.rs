@@ -75,6 +75,10 @@ impl Stage for Processor {
         SessionState::default()
     }
 
+    fn snapshot(&self, state: &SessionState) -> SessionState {
+        state.clone()
+    }
+
     fn save_state(&self, state: &SessionState) -> Result<String, EncodeError> {
         to_json(state)
     }
@@ -145,16 +149,11 @@ impl Stage for Processor {
         Ok(())
     }
 
-    /// Every touched session's summary columns are updated.
-    fn locks(&self, out: &Batch) -> Vec<Uuid> {
-        out.touched.clone()
-    }
-
     async fn write<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         out: &'a mut Batch,
-        _: &'a WriteCtx<'a>,
+        ctx: &'a WriteCtx<'a>,
         touched: &'a [&'a Session<SessionState>],
     ) -> Result<Vec<NewOutboxRecord>, StepError> {
         let deltas: Vec<TemplateDelta> = out.templates.values().cloned().collect();
@@ -175,6 +174,9 @@ impl Stage for Processor {
                 notices.extend(self.session_ended(s, &sum, trace.as_ref())?);
             }
         }
+        // Session rows last, locked in id order only from here to the
+        // commit (the raw sink writes the same rows).
+        ctx.lock_sessions(conn, &out.touched).await?;
         derived::update_summaries(conn, &summaries).await?;
         Ok(notices)
     }

@@ -54,6 +54,8 @@ impl Stage for Landing {
 
     fn new_state(&self) {}
 
+    fn snapshot(&self, _: &()) {}
+
     fn save_state(&self, _: &()) -> Result<String, EncodeError> {
         Ok("null".into())
     }
@@ -75,10 +77,6 @@ impl Stage for Landing {
         Ok(())
     }
 
-    fn locks(&self, out: &Batch) -> Vec<Uuid> {
-        out.starts.keys().chain(out.ends.keys()).copied().collect()
-    }
-
     async fn write<'a>(
         &'a self,
         conn: &'a mut PgConnection,
@@ -86,8 +84,6 @@ impl Stage for Landing {
         ctx: &'a WriteCtx<'a>,
         _: &'a [&'a Session<()>],
     ) -> Result<Vec<NewOutboxRecord>, StepError> {
-        let starts: Vec<&SessionStart> = out.starts.values().collect();
-        db::upsert_session_starts(conn, &starts).await?;
         let events: Vec<(&Event, DateTime<Utc>)> =
             out.events.iter().map(|(e, at, _)| (e, *at)).collect();
         let outcome = db::insert_events(conn, &events).await?;
@@ -97,6 +93,12 @@ impl Stage for Landing {
             let reason = format!("event id {} is already used by a different event", e.id);
             parked.extend(ctx.dead_letter(*source, "event_id_conflict", &reason)?);
         }
+        // Session rows last, locked in id order only from here to the
+        // commit (the processor updates the same rows).
+        let rows: Vec<Uuid> = out.starts.keys().chain(out.ends.keys()).copied().collect();
+        ctx.lock_sessions(conn, &rows).await?;
+        let starts: Vec<&SessionStart> = out.starts.values().collect();
+        db::upsert_session_starts(conn, &starts).await?;
         let ends: Vec<&SessionEnd> = out.ends.values().collect();
         db::apply_session_ends(conn, &ends).await?;
         out.inserted = outcome.inserted;

@@ -273,6 +273,13 @@ pub struct ConsumerSettings {
     /// Sessions whose state a consumer keeps in memory; beyond this the
     /// least recently used are dropped (they are reloaded from Postgres).
     pub state_cache_sessions: usize,
+    /// Session states are written to Postgres (with the partitions'
+    /// checkpoint offsets) at most this often, not with every batch; a
+    /// consumer taking a partition over re-applies the records since.
+    pub checkpoint_interval_ms: u64,
+    /// ... or as soon as this many sessions changed since the last one
+    /// (changed sessions stay in memory until written).
+    pub checkpoint_max_dirty: usize,
     /// Duplicate detection: hashes of a session's events within this much
     /// event time of its newest event are remembered ...
     pub dedup_window_ms: i64,
@@ -306,6 +313,8 @@ impl Default for ConsumerSettings {
             shutdown_deadline_ms: 10_000,
             fetch_wait_max_ms: 100,
             state_cache_sessions: 20_000,
+            checkpoint_interval_ms: 5_000,
+            checkpoint_max_dirty: 5_000,
             dedup_window_ms: 5 * 60 * 1000,
             dedup_max_per_session: 4096,
             on_stale_position: StalePositionPolicy::Earliest,

@@ -211,6 +211,12 @@ counter_vec!(
     "Stored session states that could not be decoded; that session's records are dead-lettered (state_undecodable) instead of being applied to an empty state.",
     ["consumer"]
 );
+counter_vec!(
+    CHECKPOINTS,
+    "achilles_consumer_checkpoints_total",
+    "State checkpoints written (every changed session's state and the partitions' checkpoint offsets).",
+    ["consumer"]
+);
 pub static CACHED_SESSIONS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     IntGaugeVec::new(
         Opts::new(
@@ -366,6 +372,7 @@ fn register_all(r: &Registry) {
         Box::new(SKIPPED.clone()),
         Box::new(STATE_ERRORS.clone()),
         Box::new(CACHED_SESSIONS.clone()),
+        Box::new(CHECKPOINTS.clone()),
         Box::new(OUTBOX_FAILURES.clone()),
         Box::new(ACTIVE_SESSIONS.clone()),
         Box::new(SESSIONS_ENDED.clone()),
@@ -413,6 +420,7 @@ pub fn init_series(consumers: &[&str]) {
         }
         STATE_ERRORS.with_label_values(&[c]);
         CACHED_SESSIONS.with_label_values(&[c]);
+        CHECKPOINTS.with_label_values(&[c]);
         CONSUMED.with_label_values(&[c, "events"]);
         BATCH_SIZE.with_label_values(&[c]);
         DB_WRITE.with_label_values(&[c]);

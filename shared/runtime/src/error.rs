@@ -78,6 +78,10 @@ pub enum StepError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// Another instance wrote these partitions since this one did: their
+    /// state in memory is stale, they are re-read from their checkpoint.
+    #[error("partitions {0:?} were written by another instance meanwhile")]
+    Moved(Vec<i32>),
 }
 
 impl Classify for StepError {
@@ -95,6 +99,7 @@ impl Classify for StepError {
             Self::Database(_) => "database_unavailable",
             Self::Kafka(_) => "kafka_error",
             Self::Encode(_) => "unencodable",
+            Self::Moved(_) => "partition_moved",
         }
     }
 }

@@ -47,7 +47,7 @@
 //! Shutdown never commits a position past unapplied work: a batch still
 //! failing at the deadline is simply not committed, and is replayed.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,11 +69,12 @@ use achilles_core::model::TenantId;
 use crate::consumer_loop::LoopSettings;
 use crate::context::{Change, ConsumerCtx};
 use crate::error::StepError;
-use crate::fetch::{next_batch, next_offsets};
+use crate::fetch::{next_batch_until, next_offsets};
 use crate::positions::Guard;
 use crate::sessions::Cache;
 use crate::stage::Stage;
 use crate::trace::BatchTrace;
+use crate::transaction::Undo;
 
 /// Knobs of the step, from `[consumer]`.
 #[derive(Clone, Debug)]
@@ -84,6 +85,8 @@ pub struct StepSettings {
     pub cache_sessions: usize,
     pub synchronous_commit: bool,
     pub on_stale: achilles_core::config::StalePositionPolicy,
+    pub checkpoint_interval: Duration,
+    pub checkpoint_max_dirty: usize,
 }
 
 impl StepSettings {
@@ -95,6 +98,8 @@ impl StepSettings {
             cache_sessions: c.state_cache_sessions,
             synchronous_commit: c.synchronous_commit,
             on_stale: c.on_stale_position,
+            checkpoint_interval: Duration::from_millis(c.checkpoint_interval_ms),
+            checkpoint_max_dirty: c.checkpoint_max_dirty.max(1),
         }
     }
 }
@@ -125,6 +130,22 @@ pub struct ExactlyOnce<S: Stage> {
     /// Positions this instance stored last, per partition.
     pub(crate) stored: HashMap<i32, i64>,
     pub(crate) outbox_wake: Arc<Notify>,
+    pub(crate) last_checkpoint: Instant,
+    /// Per partition, the offset before which every record is reflected in
+    /// the states in memory (short of the position while re-applying).
+    pub(crate) state_at: HashMap<i32, i64>,
+    /// The positions the transaction in flight stores.
+    pub(crate) pending_positions: HashMap<i32, i64>,
+}
+
+/// How [`ExactlyOnce::process`] ended.
+enum Processed {
+    /// Committed: (applied, parked, attempts).
+    Done(usize, usize, usize),
+    /// Asked to stop first; nothing committed.
+    Stopped,
+    /// These partitions were written by another instance meanwhile.
+    Moved(Vec<i32>),
 }
 
 /// One batch's outcome inside [`ExactlyOnce::run`].
@@ -132,7 +153,9 @@ pub(crate) struct Applied {
     pub(crate) applied: usize,
     pub(crate) parked: Vec<&'static str>,
     pub(crate) freshness: Vec<DateTime<Utc>>,
-    pub(crate) next: Vec<(i32, i64)>,
+    /// (partition, stored position, offset through which states are
+    /// current).
+    pub(crate) next: Vec<(i32, i64, i64)>,
 }
 
 impl<S: Stage> ExactlyOnce<S> {
@@ -160,6 +183,9 @@ impl<S: Stage> ExactlyOnce<S> {
             owners: HashMap::new(),
             stored: HashMap::new(),
             outbox_wake,
+            last_checkpoint: Instant::now(),
+            state_at: HashMap::new(),
+            pending_positions: HashMap::new(),
         }
     }
 
@@ -179,11 +205,13 @@ impl<S: Stage> ExactlyOnce<S> {
                 Change::Assigned(t, p) if t == self.topic => {
                     self.cache.forget_partition(p);
                     self.stored.remove(&p);
+                    self.state_at.remove(&p);
                     self.guard.assigned(p);
                 }
                 Change::Revoked(t, p) if t == self.topic => {
                     self.cache.forget_partition(p);
                     self.stored.remove(&p);
+                    self.state_at.remove(&p);
                     self.guard.revoked(p);
                 }
                 _ => {}
@@ -197,41 +225,75 @@ impl<S: Stage> ExactlyOnce<S> {
         &mut self,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<StepReport, StepError> {
-        let batch = next_batch(&self.consumer, self.settings.loop_settings.shape, stop).await;
-        if batch.is_empty() {
-            return Ok(StepReport::default());
+        // Waiting for records is cut short when changed sessions are due to
+        // be written: an idle consumer still checkpoints.
+        let due = (S::STATEFUL && self.cache.dirty_count() > 0)
+            .then(|| self.last_checkpoint + self.settings.checkpoint_interval);
+        let shape = self.settings.loop_settings.shape;
+        let mut batch = next_batch_until(&self.consumer, shape, stop, due).await;
+        if batch.is_empty() && !*stop.borrow() && due.is_some() {
+            self.rebalanced();
+            self.final_checkpoint().await;
         }
-        self.rebalanced();
         let records = batch.len();
-        let Some(batch) = self.admit(batch, stop).await else {
-            return Ok(StepReport {
-                records,
-                ..StepReport::default()
-            });
+        let stopped = StepReport {
+            records,
+            ..StepReport::default()
         };
-        if batch.is_empty() {
-            return Ok(StepReport {
-                records,
-                ..StepReport::default()
-            });
+        loop {
+            if batch.is_empty() {
+                return Ok(stopped);
+            }
+            self.rebalanced();
+            let Some(admitted) = self.admit(batch, stop).await else {
+                return Ok(stopped);
+            };
+            if admitted.is_empty() {
+                return Ok(stopped);
+            }
+            metrics::CONSUMED
+                .with_label_values(&[S::NAME, "events"])
+                .inc_by(admitted.len() as u64);
+            metrics::BATCH_SIZE
+                .with_label_values(&[S::NAME])
+                .observe(admitted.len() as f64);
+            let trace = BatchTrace::start(S::NAME, &admitted);
+            let span = trace.span.clone();
+            match self.process(&admitted, stop).instrument(span).await {
+                Processed::Done(applied, parked, attempts) => {
+                    self.commit_offsets(&admitted, stop)?;
+                    return Ok(StepReport {
+                        records,
+                        applied,
+                        parked,
+                        attempts,
+                    });
+                }
+                Processed::Stopped => return Ok(stopped),
+                Processed::Moved(partitions) => {
+                    // Re-read them from their checkpoint: the check drops
+                    // this batch's records of them and seeks.
+                    for p in partitions {
+                        self.cache.forget_partition(p);
+                        self.stored.remove(&p);
+                        self.state_at.remove(&p);
+                        self.guard.assigned(p);
+                    }
+                    batch = admitted;
+                }
+            }
         }
-        metrics::CONSUMED
-            .with_label_values(&[S::NAME, "events"])
-            .inc_by(batch.len() as u64);
-        metrics::BATCH_SIZE
-            .with_label_values(&[S::NAME])
-            .observe(batch.len() as f64);
-        let trace = BatchTrace::start(S::NAME, &batch);
-        let span = trace.span.clone();
-        let Some((applied, parked, attempts)) = self.process(&batch, stop).instrument(span).await
-        else {
-            return Ok(StepReport {
-                records,
-                ..StepReport::default()
-            });
-        };
+    }
+
+    /// Where fetching resumes after a restart (Kafka's committed offsets);
+    /// the positions that count are in Postgres.
+    fn commit_offsets(
+        &self,
+        batch: &[OwnedMessage],
+        stop: &watch::Receiver<bool>,
+    ) -> Result<(), StepError> {
         let mut tpl = TopicPartitionList::new();
-        for (topic, partition, next) in next_offsets(&batch) {
+        for (topic, partition, next) in next_offsets(batch) {
             tpl.add_partition_offset(&topic, partition, Offset::Offset(next))?;
         }
         let mode = if *stop.borrow() {
@@ -239,17 +301,10 @@ impl<S: Stage> ExactlyOnce<S> {
         } else {
             CommitMode::Async
         };
-        // Where fetching starts after a restart; the positions that count
-        // are in Postgres.
         if let Err(e) = self.consumer.commit(&tpl, mode) {
             tracing::debug!(consumer = S::NAME, error = %e, "kafka offset commit failed");
         }
-        Ok(StepReport {
-            records,
-            applied,
-            parked,
-            attempts,
-        })
+        Ok(())
     }
 
     /// Checks the positions of newly assigned partitions; drops the records
@@ -288,12 +343,7 @@ impl<S: Stage> ExactlyOnce<S> {
     }
 
     /// Applies `batch` (retrying, or isolating a permanent failure).
-    /// `None`: asked to stop before it committed.
-    async fn process(
-        &mut self,
-        batch: &[OwnedMessage],
-        stop: &watch::Receiver<bool>,
-    ) -> Option<(usize, usize, usize)> {
+    async fn process(&mut self, batch: &[OwnedMessage], stop: &watch::Receiver<bool>) -> Processed {
         let settings = self.settings.loop_settings;
         let mut attempts = 0;
         let mut backoff = settings.retry_backoff;
@@ -301,7 +351,8 @@ impl<S: Stage> ExactlyOnce<S> {
         let err = loop {
             attempts += 1;
             match self.run(batch, None).await {
-                Ok(a) => return Some((a.applied, a.parked.len(), attempts)),
+                Ok(a) => return Processed::Done(a.applied, a.parked.len(), attempts),
+                Err(StepError::Moved(partitions)) => return Processed::Moved(partitions),
                 Err(e) if e.disposition() == Disposition::DeadLetter => break e,
                 Err(e) => {
                     metrics::RETRIES
@@ -317,7 +368,7 @@ impl<S: Stage> ExactlyOnce<S> {
                         consumer = S::NAME,
                         "shutdown deadline passed; the batch is not committed and will be replayed"
                     );
-                    return None;
+                    return Processed::Stopped;
                 }
             }
             tokio::time::sleep(backoff).await;
@@ -328,11 +379,12 @@ impl<S: Stage> ExactlyOnce<S> {
             let refusal = (err.reason_code(), err.to_string());
             loop {
                 match self.run(batch, Some(&refusal)).await {
-                    Ok(a) => return Some((a.applied, a.parked.len(), attempts)),
+                    Ok(a) => return Processed::Done(a.applied, a.parked.len(), attempts),
+                    Err(StepError::Moved(partitions)) => return Processed::Moved(partitions),
                     Err(e) => {
                         tracing::warn!(consumer = S::NAME, error = %e, "cannot park the record yet; retrying");
                         if *stop.borrow() {
-                            return None;
+                            return Processed::Stopped;
                         }
                         tokio::time::sleep(backoff).await;
                     }
@@ -342,25 +394,34 @@ impl<S: Stage> ExactlyOnce<S> {
         tracing::warn!(consumer = S::NAME, error = %err, records = batch.len(),
             "batch refused for good; splitting it to find the record");
         let (a, b) = batch.split_at(batch.len() / 2);
-        let first = Box::pin(self.process(a, stop)).await?;
-        let second = Box::pin(self.process(b, stop)).await?;
-        Some((first.0 + second.0, first.1 + second.1, attempts))
+        let first = match Box::pin(self.process(a, stop)).await {
+            Processed::Done(x, y, _) => (x, y),
+            other => return other,
+        };
+        match Box::pin(self.process(b, stop)).await {
+            Processed::Done(x, y, _) => Processed::Done(first.0 + x, first.1 + y, attempts),
+            other => other,
+        }
     }
 
     /// One transaction over `batch`. With `park`, every record of the batch
-    /// (one) is parked with that reason instead of applied.
+    /// (one) is parked with that reason instead of applied. A failed one
+    /// leaves memory as it was.
     async fn run(
         &mut self,
         batch: &[OwnedMessage],
         park: Option<&(&'static str, String)>,
     ) -> Result<Applied, StepError> {
         let started = Instant::now();
-        let mut used: BTreeSet<Uuid> = BTreeSet::new();
-        let result = self.run_tx(batch, park, &mut used).await;
+        let mut undo = Undo::default();
+        let result = self.run_tx(batch, park, &mut undo).await;
+        self.pending_positions.clear();
         match &result {
             Ok(a) => {
-                for (p, next) in &a.next {
+                for (p, next, raw) in &a.next {
                     self.stored.insert(*p, *next);
+                    let at = self.state_at.entry(*p).or_insert(*raw);
+                    *at = (*at).max(*raw);
                     self.consumer
                         .context()
                         .shared
@@ -385,19 +446,35 @@ impl<S: Stage> ExactlyOnce<S> {
                 }
                 self.cache.evict();
             }
-            Err(_) => {
-                // Whatever this attempt changed in memory is void.
-                for id in &used {
-                    self.cache.remove(id);
-                    self.owners.remove(id);
-                }
-            }
+            Err(_) => self.undo(undo),
         }
         metrics::CACHED_SESSIONS
             .with_label_values(&[S::NAME])
             .set(self.cache.len() as i64);
         result
     }
+
+    /// Writes the changed sessions' states now (while idle, or on shutdown
+    /// so a restart re-applies nothing). Best effort: if it fails, a
+    /// restart re-applies from the last checkpoint.
+    async fn final_checkpoint(&mut self) {
+        if !S::STATEFUL || self.cache.dirty_count() == 0 {
+            return;
+        }
+        let at: BTreeMap<i32, i64> = self.state_at.clone().into_iter().collect();
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            let moved = self.write_checkpoint(&mut tx, &at).await?;
+            tx.commit().await?;
+            Ok::<_, StepError>(moved)
+        }
+        .await;
+        match result {
+            Ok(moved) => self.checkpointed(moved),
+            Err(e) => tracing::warn!(consumer = S::NAME, error = %e, "final checkpoint failed"),
+        }
+    }
+
     /// Runs steps until `shutdown` resolves.
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()> + Send) {
         let (tx, mut rx) = watch::channel(false);
@@ -415,6 +492,7 @@ impl<S: Stage> ExactlyOnce<S> {
             let _ = tx.send(true);
         };
         tokio::join!(steps, signal);
+        self.final_checkpoint().await;
         tracing::info!(consumer = S::NAME, "stopped");
     }
 }

@@ -31,13 +31,31 @@ pub async fn next_batch(
     shape: BatchShape,
     stop: &mut watch::Receiver<bool>,
 ) -> Vec<OwnedMessage> {
+    next_batch_until(consumer, shape, stop, None).await
+}
+
+/// [`next_batch`], giving up waiting for the first record at `until`
+/// (empty then): the exactly-once loop checkpoints while idle.
+pub async fn next_batch_until(
+    consumer: &StreamConsumer<ConsumerCtx>,
+    shape: BatchShape,
+    stop: &mut watch::Receiver<bool>,
+    until: Option<Instant>,
+) -> Vec<OwnedMessage> {
     let name = consumer.context().name;
     let mut batch = Vec::new();
     // The first record: wait for it, or for shutdown.
     while batch.is_empty() {
+        let idle = async {
+            match until {
+                Some(t) => tokio::time::sleep_until(t.into()).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => return batch,
+            _ = idle => return batch,
             r = consumer.recv() => match r {
                 Ok(m) => batch.push(m.detach()),
                 Err(e) => {

@@ -57,11 +57,21 @@ use crate::error::StepError;
 pub struct Stored {
     pub next: i64,
     pub checksum: Option<i64>,
+    /// Where re-applying to state starts (the checkpoint), `<= next`.
+    pub replay_from: i64,
 }
 
 /// CRC-32 of a record's value, the identity checked at assignment.
 pub fn checksum(m: &OwnedMessage) -> i64 {
     i64::from(crc32fast::hash(m.payload().unwrap_or_default()))
+}
+
+/// A partition's stored position and the offset its sessions' state rows
+/// are current as of (the checkpoint, at or before the position).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Locked {
+    pub next: i64,
+    pub checkpoint: i64,
 }
 
 /// Locks the stored positions of `partitions` for this transaction and
@@ -73,10 +83,10 @@ pub async fn lock(
     group: &str,
     topic: &str,
     partitions: &[i32],
-) -> Result<HashMap<i32, i64>, sqlx::Error> {
+) -> Result<HashMap<i32, Locked>, sqlx::Error> {
     sqlx::query(
-        "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset)
-         SELECT $1, $2, p, 0 FROM UNNEST($3::int[]) AS p
+        "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, checkpoint_offset)
+         SELECT $1, $2, p, 0, 0 FROM UNNEST($3::int[]) AS p
          ON CONFLICT DO NOTHING",
     )
     .bind(group)
@@ -84,8 +94,8 @@ pub async fn lock(
     .bind(partitions)
     .execute(&mut *conn)
     .await?;
-    let rows: Vec<(i32, i64)> = sqlx::query_as(
-        "SELECT partition, next_offset FROM consumer_offsets
+    let rows: Vec<(i32, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT partition, next_offset, checkpoint_offset FROM consumer_offsets
          WHERE consumer_group = $1 AND topic = $2 AND partition = ANY($3)
          ORDER BY partition
          FOR UPDATE",
@@ -95,7 +105,40 @@ pub async fn lock(
     .bind(partitions)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows.into_iter().collect())
+    Ok(rows
+        .into_iter()
+        .map(|(p, next, cp)| {
+            let checkpoint = cp.unwrap_or(next).min(next);
+            (p, Locked { next, checkpoint })
+        })
+        .collect())
+}
+
+/// Marks the sessions' state rows current as of these offsets (written in
+/// the same transaction as the states themselves).
+pub async fn save_checkpoints(
+    conn: &mut PgConnection,
+    group: &str,
+    topic: &str,
+    at: &[(i32, i64)],
+) -> Result<(), sqlx::Error> {
+    if at.is_empty() {
+        return Ok(());
+    }
+    let parts: Vec<i32> = at.iter().map(|n| n.0).collect();
+    let offs: Vec<i64> = at.iter().map(|n| n.1).collect();
+    sqlx::query(
+        "UPDATE consumer_offsets c SET checkpoint_offset = LEAST(t.o, c.next_offset)
+         FROM UNNEST($3::int[], $4::bigint[]) AS t(p, o)
+         WHERE c.consumer_group = $1 AND c.topic = $2 AND c.partition = t.p",
+    )
+    .bind(group)
+    .bind(topic)
+    .bind(&parts)
+    .bind(&offs)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Stores the positions after a batch: (partition, next offset, checksum
@@ -134,8 +177,8 @@ async fn load(
     topic: &str,
     partition: i32,
 ) -> Result<Option<Stored>, sqlx::Error> {
-    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-        "SELECT next_offset, last_checksum FROM consumer_offsets
+    let row: Option<(i64, Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT next_offset, last_checksum, checkpoint_offset FROM consumer_offsets
          WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
     )
     .bind(group)
@@ -143,7 +186,11 @@ async fn load(
     .bind(partition)
     .fetch_optional(pool)
     .await?;
-    Ok(row.map(|(next, checksum)| Stored { next, checksum }))
+    Ok(row.map(|(next, checksum, cp)| Stored {
+        next,
+        checksum,
+        replay_from: cp.unwrap_or(next).min(next),
+    }))
 }
 
 async fn reset(
@@ -154,7 +201,8 @@ async fn reset(
     to: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE consumer_offsets SET next_offset = $4, last_checksum = NULL, updated_at = now()
+        "UPDATE consumer_offsets SET next_offset = $4, last_checksum = NULL,
+                checkpoint_offset = NULL, updated_at = now()
          WHERE consumer_group = $1 AND topic = $2 AND partition = $3",
     )
     .bind(group)
@@ -171,8 +219,9 @@ async fn reset(
 enum Pending {
     /// Not checked yet.
     Unchecked,
-    /// Waiting for the record at this offset, which must have this CRC.
-    Expect(i64, i64),
+    /// Waiting for the record at this offset, which must have this CRC;
+    /// then reading resumes at the third (the state checkpoint).
+    Expect(i64, i64, i64),
     /// Sought to this offset; the next records must not start before it.
     Resumed(i64),
 }
@@ -276,14 +325,13 @@ impl Guard {
             return Ok(Verdict::Keep);
         };
         match self.pending.get(&p).copied().unwrap_or(Pending::Unchecked) {
-            Pending::Expect(at, crc) => {
+            Pending::Expect(at, crc, replay_from) => {
                 let Some(m) = records.iter().find(|m| m.offset() == at) else {
                     self.seek(consumer, p, at)?;
                     return Ok(Verdict::Drop);
                 };
                 if checksum(m) == crc {
-                    self.pending.remove(&p);
-                    return Ok(Verdict::Keep);
+                    return self.resume(consumer, p, replay_from, records);
                 }
                 let (low, _) = self.watermarks(consumer, p);
                 self.stale(consumer, pool, p, Stale::ChecksumMismatch, at + 1, low)
@@ -331,7 +379,9 @@ impl Guard {
         // under-report the high watermark, never over-report it): read it
         // again and compare.
         if let Some(crc) = stored.checksum.filter(|_| s - 1 < high && s > low) {
-            self.pending.insert(p, Pending::Expect(s - 1, crc));
+            let replay_from = stored.replay_from.max(low);
+            self.pending
+                .insert(p, Pending::Expect(s - 1, crc, replay_from));
             return Box::pin(self.check(consumer, pool, p, records)).await;
         }
         // Beyond the high watermark. On Kafka that means beyond the log; a
@@ -343,11 +393,13 @@ impl Guard {
                 .stale(consumer, pool, p, Stale::AheadOfLog, s, low)
                 .await;
         }
-        self.resume(consumer, p, s, records)
+        self.resume(consumer, p, stored.replay_from.max(low), records)
     }
 
-    /// Continues at `s`; if the broker cannot serve it, the next records
-    /// come from further back and [`Self::check`] notices.
+    /// Continues at `s` (the state checkpoint: records from there to the
+    /// position are re-applied to state only); if the broker cannot serve
+    /// it, the next records come from further back and [`Self::check`]
+    /// notices.
     fn resume(
         &mut self,
         consumer: &StreamConsumer<ConsumerCtx>,

@@ -18,7 +18,7 @@
 //! that reached another API replica, say) is applied once, without a row
 //! per event in a "seen" table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use uuid::Uuid;
 
@@ -38,6 +38,19 @@ pub struct Session<S> {
 }
 
 impl<S> Session<S> {
+    /// This session with another state (a snapshot of its own).
+    pub(crate) fn copy_with(&self, state: S) -> Self {
+        Self {
+            id: self.id,
+            tenant: self.tenant.clone(),
+            state,
+            applied: self.applied,
+            recent: self.recent.clone(),
+            partition: self.partition,
+            last_used: self.last_used,
+        }
+    }
+
     pub(crate) fn new(
         id: Uuid,
         tenant: TenantId,
@@ -133,6 +146,9 @@ impl Recent {
 /// The sessions one consumer holds.
 pub(crate) struct Cache<S> {
     map: HashMap<Uuid, Session<S>>,
+    /// Changed since their state was last written: they stay in memory
+    /// until the next checkpoint writes them.
+    dirty: HashSet<Uuid>,
     cap: usize,
     clock: u64,
 }
@@ -141,6 +157,7 @@ impl<S> Cache<S> {
     pub fn new(cap: usize) -> Self {
         Self {
             map: HashMap::new(),
+            dirty: HashSet::new(),
             cap: cap.max(1),
             clock: 0,
         }
@@ -167,6 +184,11 @@ impl<S> Cache<S> {
         Some(s)
     }
 
+    /// Puts a session back as it was (undoing a failed transaction).
+    pub fn restore(&mut self, s: Session<S>) {
+        self.map.insert(s.id, s);
+    }
+
     pub fn insert(&mut self, mut s: Session<S>) {
         self.clock += 1;
         s.last_used = self.clock;
@@ -175,26 +197,67 @@ impl<S> Cache<S> {
 
     pub fn remove(&mut self, id: &Uuid) {
         self.map.remove(id);
+        self.dirty.remove(id);
+    }
+
+    pub fn mark_dirty(&mut self, id: Uuid) {
+        self.dirty.insert(id);
+    }
+
+    pub fn is_dirty(&self, id: &Uuid) -> bool {
+        self.dirty.contains(id)
     }
 
     /// Forgets every session of a partition (revoked, or written by
     /// another instance meanwhile).
     pub fn forget_partition(&mut self, partition: i32) {
         self.map.retain(|_, s| s.partition != partition);
+        let map = &self.map;
+        self.dirty.retain(|id| map.contains_key(id));
     }
 
-    /// Drops the least recently used sessions once over the cap, down to
-    /// 90% of it, so eviction runs once per many inserts.
+    /// Drops the least recently used *clean* sessions once over the cap,
+    /// down to 90% of it, so eviction runs once per many inserts. Dirty
+    /// ones wait for the next checkpoint (which runs early when too many
+    /// are dirty).
     pub fn evict(&mut self) {
         if self.map.len() <= self.cap {
             return;
         }
         let keep = self.cap - self.cap / 10;
-        let mut ages: Vec<u64> = self.map.values().map(|s| s.last_used).collect();
-        let cut = ages.len() - keep;
-        let (_, nth, _) = ages.select_nth_unstable(cut.saturating_sub(1));
+        let mut ages: Vec<u64> = self
+            .map
+            .values()
+            .filter(|s| !self.dirty.contains(&s.id))
+            .map(|s| s.last_used)
+            .collect();
+        let cut = self.map.len().saturating_sub(keep).min(ages.len());
+        if cut == 0 {
+            return;
+        }
+        let (_, nth, _) = ages.select_nth_unstable(cut - 1);
         let threshold = *nth;
-        self.map.retain(|_, s| s.last_used > threshold);
+        let dirty = &self.dirty;
+        self.map
+            .retain(|id, s| dirty.contains(id) || s.last_used > threshold);
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Session<S>> {
+        self.map.values()
+    }
+
+    /// The sessions with unwritten changes.
+    pub fn dirty(&self) -> impl Iterator<Item = &Session<S>> {
+        self.dirty.iter().filter_map(|id| self.map.get(id))
+    }
+
+    pub fn dirty_count(&self) -> usize {
+        self.dirty.len()
+    }
+
+    /// After a checkpoint wrote them.
+    pub fn mark_clean(&mut self) {
+        self.dirty.clear();
     }
 }
 

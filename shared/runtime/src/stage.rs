@@ -41,6 +41,10 @@ pub trait Stage: Send + Sync + 'static {
     /// The state of a session this stage has never seen.
     fn new_state(&self) -> Self::State;
 
+    /// A copy of a state, kept while a transaction changes the original so
+    /// a failed one can be undone in memory.
+    fn snapshot(&self, state: &Self::State) -> Self::State;
+
     /// The checkpoint form of a state (JSON text; [`to_json`] for serde
     /// types).
     fn save_state(&self, state: &Self::State) -> Result<String, EncodeError>;
@@ -68,13 +72,6 @@ pub trait Stage: Send + Sync + 'static {
         ctx: &'a WriteCtx<'a>,
         touched: &'a [&'a Session<Self::State>],
     ) -> impl Future<Output = Result<Vec<NewOutboxRecord>, StepError>> + Send + 'a;
-
-    /// The `sessions` rows [`Stage::write`] will update: the runtime locks
-    /// them in id order first, the one way session rows are locked (see
-    /// store.rs for why that cannot deadlock).
-    fn locks(&self, _out: &Self::Batch) -> Vec<Uuid> {
-        Vec::new()
-    }
 
     /// Called once the batch committed (metrics that must count once).
     fn committed(&self, _out: Self::Batch) {}
@@ -122,6 +119,23 @@ pub struct WriteCtx<'a> {
 }
 
 impl WriteCtx<'_> {
+    /// Locks the `sessions` rows this batch updates, in id order, for the
+    /// rest of the transaction. The one way a stage may update session
+    /// rows: call it once, right before those updates, and update no other
+    /// session row (store.rs says why that cannot deadlock; holding the
+    /// locks only from here to the commit keeps other consumers' waits
+    /// short).
+    pub async fn lock_sessions(
+        &self,
+        conn: &mut PgConnection,
+        ids: &[Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let mut ids = ids.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        crate::store::lock_sessions(conn, &ids).await
+    }
+
     /// Parks the batch's record `source` (refused by the database for a
     /// reason of its own, say) in this transaction.
     pub fn dead_letter(

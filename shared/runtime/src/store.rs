@@ -5,12 +5,16 @@
 //! **Locks on `sessions` rows.** The raw sink and the processor both write
 //! rows of the same sessions (placeholders, starts and ends; summaries).
 //! Taken in batch order, their row locks deadlocked under load. Every
-//! transaction here therefore touches session rows in two ordered phases
-//! and no other way: first the placeholders of the batch's new sessions,
-//! inserted in id order; then, for a stage that updates session rows, a
-//! lock of those rows in id order. A transaction waiting in phase one holds
-//! only rows it inserted itself, of smaller ids; one waiting in phase two
-//! holds only rows of smaller ids: no cycle can form.
+//! transaction therefore touches session rows in two ordered phases and no
+//! other way: first the placeholders of the batch's new sessions, inserted
+//! in id order (here, early in the transaction); then, for a stage that
+//! updates session rows, a lock of exactly those rows in id order
+//! ([`crate::stage::WriteCtx::lock_sessions`], right before the updates).
+//! Nothing in between locks session rows (events have no foreign key to
+//! them; other tables' foreign keys take only key-share locks, which these
+//! do not conflict with). A transaction waiting in phase one holds only rows
+//! it inserted itself, of smaller ids; one waiting in phase two holds only
+//! rows of smaller ids: no cycle can form.
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -47,6 +47,9 @@ pub fn settings(db: &TestDb, brokers: &str, prefix: &str) -> Settings {
     s.sink.metrics_listen = "127.0.0.1:0".into();
     s.sink.group_id = format!("{prefix}raw-sink");
     s.sink.gate_group_id = format!("{prefix}gate");
+    // Frequent state checkpoints: tests watch `consumer_state`, and the
+    // re-application from a checkpoint after a takeover gets exercised.
+    s.consumer.checkpoint_interval_ms = 200;
     s.log.format = "pretty".into();
     s.log.filter = "warn".into();
     s

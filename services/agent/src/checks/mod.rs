@@ -83,7 +83,7 @@ pub trait Check: Send + Sync + 'static {
     /// The insight type it raises (`insights.type`), also the name of its
     /// slot in the stored session state.
     const TYPE: &'static str;
-    type State: Default + Serialize + DeserializeOwned + Send + Sync + 'static;
+    type State: Clone + Default + Serialize + DeserializeOwned + Send + Sync + 'static;
 
     /// Folds one event into the state; `now` is the session's newest event
     /// time (for pruning what no longer matters).
@@ -105,6 +105,7 @@ pub trait Node: Send + Sync {
     /// is an error.
     fn load(&self, stored: Option<&Value>) -> Result<AnyState, String>;
     fn fresh(&self) -> AnyState;
+    fn copy(&self, state: &AnyState) -> AnyState;
     fn save(&self, state: &AnyState) -> Value;
     fn observe(&self, state: &mut AnyState, ev: &Observed, now: i64);
     fn evaluate(&self, state: &AnyState, ctx: &EvalCtx<'_>) -> Vec<Finding>;
@@ -117,6 +118,14 @@ impl<C: Check> Node for C {
 
     fn fresh(&self) -> AnyState {
         Box::new(C::State::default())
+    }
+
+    fn copy(&self, state: &AnyState) -> AnyState {
+        // The graph only ever holds states this check made.
+        match state.downcast_ref::<C::State>() {
+            Some(s) => Box::new(s.clone()),
+            None => Box::new(C::State::default()),
+        }
     }
 
     fn load(&self, stored: Option<&Value>) -> Result<AnyState, String> {

@@ -363,6 +363,7 @@ fn spawn_binary_with(s: &Settings, extra: &[(&str, &str)]) -> KillOnDrop {
         ),
         ("ACHILLES_PROCESSOR__METRICS_LISTEN", "127.0.0.1:0"),
         ("ACHILLES_CONSUMER__BATCH_MAX_RECORDS", "50"),
+        ("ACHILLES_CONSUMER__CHECKPOINT_INTERVAL_MS", "100"),
     ];
     env.extend_from_slice(extra);
     spawn_service(env!("CARGO_BIN_EXE_achilles-processor"), s, &env)
@@ -411,7 +412,12 @@ async fn sigkill_mid_stream_gives_the_same_rows_as_an_uninterrupted_run() {
     let mut child = spawn_binary(&crashed.settings);
     crashed.wait_final(20).await;
     child.kill();
-    assert_eq!(crashed.snapshot().await, expected);
+    let got = crashed.snapshot().await;
+    if got != expected {
+        std::fs::write("/tmp/snap_got.json", got.to_string()).ok();
+        std::fs::write("/tmp/snap_want.json", expected.to_string()).ok();
+    }
+    assert_eq!(got, expected);
 }
 
 #[tokio::test]
