@@ -24,15 +24,22 @@ pub struct InsertOutcome {
     pub skipped: Vec<usize>,
 }
 
-/// Inserts events, skipping those already stored. One statement for the
-/// whole batch: per-event round trips would cap throughput at a few
-/// thousand events per second.
+/// Inserts events, skipping those already stored: `COPY` first
+/// ([`crate::copy`]), and when a unique key refuses that, one
+/// `INSERT ... ON CONFLICT DO NOTHING` for the whole batch (per-event round
+/// trips would cap throughput at a few thousand events per second).
 pub async fn insert_events(
     conn: &mut PgConnection,
     events: &[(&Event, DateTime<Utc>)],
 ) -> Result<InsertOutcome, sqlx::Error> {
     if events.is_empty() {
         return Ok(InsertOutcome::default());
+    }
+    if crate::copy::try_copy(conn, events).await? {
+        return Ok(InsertOutcome {
+            inserted: events.len(),
+            ..InsertOutcome::default()
+        });
     }
     let n = events.len();
     let mut ids = Vec::with_capacity(n);

@@ -12,6 +12,7 @@
 //! The gate is an at-least-once [`achilles_runtime::ConsumerLoop`]: what it
 //! republishes twice after a crash is deduplicated downstream by the hash.
 
+pub mod copy;
 pub mod db;
 pub mod gate;
 pub mod landing;

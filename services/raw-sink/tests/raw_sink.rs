@@ -304,6 +304,57 @@ async fn replaying_the_topic_creates_no_duplicates() {
     assert!(dlq.is_empty(), "duplicates are not errors");
 }
 
+/// A client that reuses an event id for different content: the first
+/// lands, the second is dead-lettered with the reason, and the fast COPY
+/// path falls back without losing the other events of the batch.
+#[tokio::test]
+async fn an_event_id_reused_for_other_content_is_parked() {
+    let t = spawn_sink(true).await;
+    let (sid, mut envs) = session_envelopes(0);
+    let now = Utc::now();
+    let tenant = acme();
+    let limits = Limits::default();
+    let ctx = Context {
+        tenant: &tenant,
+        now,
+        limits: &limits,
+    };
+    let id = "0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e99";
+    for text in ["first", "second", "third"] {
+        let own_id = if text == "third" { None } else { Some(id) };
+        let ev: EventSubmission = from_json(json!({"id": own_id, "session_id": sid,
+            "occurred_at": now.to_rfc3339(), "kind": "user_message", "data": {"text": text}}))
+        .unwrap();
+        envs.push(Envelope {
+            ingested_at: now,
+            record: Record::Event(ev.validate(ctx, None).unwrap()),
+        });
+    }
+    for e in &envs {
+        t.produce(Topic::Events, &sid, &encode_envelope(e).unwrap(), None)
+            .await;
+    }
+    let dlq = t.dead_letters(1).await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(
+        dlq[0].header(headers::DLQ_REASON_CODE),
+        Some("event_id_conflict")
+    );
+    eventually(Duration::from_secs(30), "the other two land", || async {
+        let texts: Option<Value> = sqlx::query_scalar(
+            "SELECT to_jsonb(array_agg(data->>'text' ORDER BY data->>'text')) FROM events
+             WHERE session_id = $1::uuid",
+        )
+        .bind(&sid)
+        .fetch_one(&t.db.pool)
+        .await
+        .ok()
+        .flatten();
+        (texts == Some(json!(["first", "third"]))).then_some(())
+    })
+    .await;
+}
+
 fn spawn_binary(s: &Settings) -> KillOnDrop {
     spawn_binary_with(s, &[])
 }
