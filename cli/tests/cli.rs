@@ -3,6 +3,7 @@
 //! a person reads, pass their filters on, and `insights --follow` resumes
 //! a dropped stream with `Last-Event-ID`.
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};

@@ -3,6 +3,7 @@
 //! processor and the agent run in-process on a fresh database with a
 //! unique topic prefix ([`spawn_stack`]).
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use std::time::Duration;
 
 use achilles_agent::AgentService;

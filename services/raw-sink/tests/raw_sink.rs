@@ -2,6 +2,7 @@
 //! direct-to-Kafka intake, dead-lettering, idempotent replays and crash
 //! recovery of the real binary under SIGKILL.
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use std::time::Duration;
 
 use achilles_core::config::Settings;

@@ -3,6 +3,7 @@
 //! duplicates, crash recovery under SIGKILL and scale-out to two instances;
 //! the consumer runtime's guarantees are in [`runtime`].
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 mod runtime;
 
 use std::time::Duration;
