@@ -27,6 +27,8 @@ use tokio::sync::oneshot;
 
 #[path = "agent/otlp.rs"]
 mod otlp;
+#[path = "agent/outage.rs"]
+mod outage;
 #[path = "agent/push.rs"]
 mod push;
 
