@@ -46,6 +46,7 @@ pub struct Settings {
     pub quotas: QuotaSettings,
     pub log: LogSettings,
     pub cluster: ClusterSettings,
+    pub session: SessionSettings,
 }
 
 /// `[cluster]`: error clustering. Operator-defined masking rules, run after
@@ -572,6 +573,26 @@ impl Default for LogSettings {
             filter: "info".into(),
             otlp_endpoint: None,
             service_name: None,
+        }
+    }
+}
+
+/// `[session]`: the session lifecycle. A session with no record for
+/// `idle_timeout_ms` is ended with status `timed_out` by the processor's
+/// reaper, which looks every `reaper_interval_ms` (docs/processing.md,
+/// "Idle sessions"). `idle_timeout_ms = 0` turns the reaper off.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    pub idle_timeout_ms: u64,
+    pub reaper_interval_ms: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_ms: 30 * 60 * 1000,
+            reaper_interval_ms: 30_000,
         }
     }
 }
