@@ -24,6 +24,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+#[path = "agent/lifecycle.rs"]
+mod lifecycle;
 #[path = "agent/otlp.rs"]
 mod otlp;
 #[path = "agent/push.rs"]
