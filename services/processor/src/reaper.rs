@@ -16,11 +16,11 @@
 //! - **event clock**: the session's last event is older than the timeout by
 //!   its tenant's event clock (the newest event time among the tenant's
 //!   active sessions, never ahead of now), and nothing was written to the
-//!   row for one reaper interval. This ends sessions of replayed or
-//!   back-filled telemetry, whose event time runs faster than the wall
-//!   clock, without waiting the timeout in real time; the interval of
-//!   silence keeps a session that is still sending (whose producer clock
-//!   lags its tenant's) from being ended by it.
+//!   row for a tenth of the timeout (at least one reaper interval). This
+//!   ends sessions of replayed or back-filled telemetry, whose event time
+//!   runs faster than the wall clock, without waiting the timeout in real
+//!   time; the required silence keeps a session that is still sending
+//!   (whose producer clock lags its tenant's) from being ended by it.
 //!
 //! Idempotent: the end's `ended_at` is the session's last event time, the
 //! same on every sweep, so an end published twice (a retry, two processor
@@ -106,10 +106,11 @@ impl Reaper {
         if !db::try_lock(&mut tx).await? {
             return Ok(0);
         }
+        let grace = (self.idle / 10).max(self.interval);
         let found = db::idle_sessions(
             &mut tx,
             millis(self.idle),
-            millis(self.interval),
+            millis(grace),
             &skip,
             SWEEP_LIMIT,
         )

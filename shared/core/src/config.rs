@@ -817,6 +817,19 @@ mod tests {
     }
 
     #[test]
+    fn the_idle_timeout_defaults_to_30_minutes_and_reads_its_variable() {
+        figment::Jail::expect_with(|jail| {
+            let s: Settings = Settings::figment(None).extract()?;
+            assert_eq!(s.session.idle_timeout_ms, 1_800_000);
+            assert_eq!(s.session.reaper_interval_ms, 30_000);
+            jail.set_env("ACHILLES_SESSION__IDLE_TIMEOUT_MS", "1500");
+            let s: Settings = Settings::figment(None).extract()?;
+            assert_eq!(s.session.idle_timeout_ms, 1500);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_in_a_section_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("b.toml", "[kafka]\nbrokerz = \"x\"\n")?;

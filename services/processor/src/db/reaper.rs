@@ -27,8 +27,8 @@ pub async fn try_lock(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
         .await
 }
 
-/// Active sessions idle for `idle_ms` by the wall clock (no record written
-/// to the row since), or by their tenant's event clock after at least
+/// Active sessions idle for `idle_ms` by the wall clock (nothing written to
+/// the row since), or by their tenant's event clock after at least
 /// `grace_ms` of wall-clock silence; at most `limit`, leaving out `skip`.
 pub async fn idle_sessions(
     conn: &mut PgConnection,
