@@ -25,6 +25,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+#[path = "agent/lifecycle.rs"]
+mod lifecycle;
 #[path = "agent/otlp.rs"]
 mod otlp;
 #[path = "agent/outage.rs"]

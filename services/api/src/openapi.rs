@@ -14,7 +14,8 @@ use crate::routes::*;
         session_errors, session_correlations, agent_performance, session_summary, recent_insights, get_cluster,
         list_sessions, list_clusters, leaderboard,
         stream, create_webhook, list_webhooks, delete_webhook, webhook_deliveries,
-        healthz, readyz, metrics),
+        healthz, readyz, metrics,
+        judge_session),
     components(schemas(
         BatchRequest, BatchResponse, BatchItemResult, SessionAccepted, EventPage,
         achilles_core::model::submission::EventSubmission,
@@ -35,6 +36,7 @@ use crate::routes::*;
         achilles_core::db::analysis::AgentPerformanceRow, achilles_core::db::analysis::InsightRow,
         achilles_core::db::analysis::ClusterRow, achilles_core::db::analysis::ClusterSessionRow,
         achilles_core::ValidationError, crate::error::ErrorBody, crate::error::ErrorDetail,
+        JudgeQueued,
     )),
     modifiers(&Security, &CommonResponses),
     tags(
