@@ -21,6 +21,8 @@ use tokio::sync::oneshot;
 
 #[path = "api/answers.rs"]
 mod answers;
+#[path = "api/deletion.rs"]
+mod deletion;
 #[path = "api/otlp.rs"]
 mod otlp;
 #[path = "api/push.rs"]

@@ -202,7 +202,7 @@ counter_vec!(
 counter_vec!(
     SKIPPED,
     "achilles_consumer_skipped_records_total",
-    "Records not applied again: replayed (below the stored position) or duplicate (same event hash as a recent event of the session).",
+    "Records not applied: replayed (below the stored position), duplicate (same event hash as a recent event of the session) or deleted (the session was deleted on request).",
     ["consumer", "reason"]
 );
 counter_vec!(
