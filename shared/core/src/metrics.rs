@@ -346,6 +346,20 @@ histogram_vec!(
     ["outcome"]
 );
 
+// Retention and deletion (achilles_core::db::retention).
+counter_vec!(
+    RETENTION_DELETED,
+    "achilles_retention_deleted_rows_total",
+    "Rows removed by retention passes, by table.",
+    ["table"]
+);
+counter_vec!(
+    RETENTION_PASSES,
+    "achilles_retention_passes_total",
+    "Retention passes by outcome: done, skipped (another instance holds the lock), failed.",
+    ["outcome"]
+);
+
 fn register_all(r: &Registry) {
     let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
         Box::new(HTTP_REQUESTS.clone()),
@@ -390,6 +404,8 @@ fn register_all(r: &Registry) {
         Box::new(INSIGHT_TRANSITIONS.clone()),
         Box::new(WEBHOOK_DELIVERIES.clone()),
         Box::new(WEBHOOK_LATENCY.clone()),
+        Box::new(RETENTION_DELETED.clone()),
+        Box::new(RETENTION_PASSES.clone()),
     ];
     for c in collectors {
         // Each metric is registered exactly once, here; a duplicate name is
