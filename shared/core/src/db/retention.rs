@@ -5,13 +5,15 @@
 //! **Deletion against consumers.** The exactly-once consumers
 //! (shared/runtime) cache per-session state in memory and write it back at
 //! their next checkpoint; they also remember which sessions exist. A
-//! deletion therefore (1) takes [`DELETION_LOCK`] exclusively, which every
+//! deletion therefore (1) commits a tombstone in `deleted_sessions`, which
+//! consumers check in every transaction: records of a tombstoned session
+//! are dropped and its cached state is forgotten, never written back;
+//! (2) deletes the session's events in short batches; (3) deletes the rest
+//! in one transaction holding [`DELETION_LOCK`] exclusively, which every
 //! consumer transaction holds *shared*: the deletion waits for the batches
-//! in flight and the next ones wait for it (a few milliseconds, the
-//! deletion's own transaction); (2) leaves a tombstone in
-//! `deleted_sessions`, which consumers check in every transaction: records
-//! of a tombstoned session are dropped and its cached state is forgotten,
-//! never written back. Retention deletes sessions under the same lock but
+//! in flight and the next ones wait for it (milliseconds: the events are
+//! gone by then). A failure midway leaves the tombstone and the session
+//! row, so the request can simply be repeated. Retention deletes sessions under the same lock but
 //! without tombstones (a record still arriving for a session idle for
 //! `derived_days` starts it again).
 //!
@@ -37,6 +39,9 @@ pub const DELETION_LOCK: i64 = 0x6163_6869_6c2d_6465;
 /// Advisory lock key: held by the one instance that runs a retention pass
 /// ("achilles-ret").
 pub const RETENTION_LOCK: i64 = 0x6163_6869_6c2d_7265;
+
+/// Events per statement when deleting one session on request.
+const DELETE_BATCH_ROWS: i64 = 5_000;
 
 /// Rows removed per table, for the audit log line and the pass report.
 pub type RowCounts = BTreeMap<&'static str, u64>;
@@ -95,29 +100,29 @@ pub async fn delete_session(
     if owner.as_ref().map(|o| o.0.as_str()) != Some(tenant) {
         return Ok(None);
     }
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(DELETION_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    let owner: Option<(String,)> =
-        sqlx::query_as("SELECT tenant_id FROM sessions WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    if owner.as_ref().map(|o| o.0.as_str()) != Some(tenant) {
-        return Ok(None);
-    }
+    // 1. The tombstone, committed first: from here on the consumers drop
+    //    the session's records.
     sqlx::query(
         "INSERT INTO deleted_sessions (id, tenant_id) VALUES ($1, $2)
          ON CONFLICT (id) DO UPDATE SET deleted_at = now()",
     )
     .bind(id)
     .bind(tenant)
-    .execute(&mut *tx)
+    .execute(pool)
     .await?;
-    let counts = delete_rows(&mut tx, &[id]).await?;
+    // 2. The events, in short batches, while the pipeline runs on.
+    let batched = delete_events_batched(pool, &[id], DELETE_BATCH_ROWS).await?;
+    // 3. Everything else in one transaction under the deletion lock: the
+    //    consumers' transactions in flight finish first, the next ones see
+    //    no trace of the session.
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(DELETION_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let mut counts = delete_rows(&mut tx, &[id]).await?;
     tx.commit().await?;
+    *counts.entry("events").or_default() += batched;
     Ok(Some(counts))
 }
 
@@ -193,8 +198,6 @@ async fn delete_rows(conn: &mut PgConnection, ids: &[Uuid]) -> Result<RowCounts,
             "outbox",
             "DELETE FROM outbox WHERE key = ANY($1::uuid[]::text[])",
         ),
-        ("events", "DELETE FROM events WHERE session_id = ANY($1)"),
-        ("sessions", "DELETE FROM sessions WHERE id = ANY($1)"),
     ];
     for (table, sql) in STEPS {
         let n = sqlx::query(sql)
@@ -204,7 +207,57 @@ async fn delete_rows(conn: &mut PgConnection, ids: &[Uuid]) -> Result<RowCounts,
             .rows_affected();
         counts.insert(table, n);
     }
+    // Mostly deleted in batches before (delete_events_batched): what is
+    // left arrived meanwhile. One session per statement, so the index is
+    // always used while the deletion lock is held.
+    let mut events = 0;
+    for id in ids {
+        events += sqlx::query("DELETE FROM events WHERE session_id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    counts.insert("events", events);
+    let n = sqlx::query("DELETE FROM sessions WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    counts.insert("sessions", n);
     Ok(counts)
+}
+
+/// Deletes the events of `ids`, at most `batch_rows` per statement, each
+/// statement its own transaction. Session by session: an equality on
+/// `session_id` always takes the index, where `= ANY(list)` may be planned
+/// as a scan of the whole table.
+async fn delete_events_batched(
+    pool: &PgPool,
+    ids: &[Uuid],
+    batch_rows: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut events = 0;
+    for id in ids {
+        loop {
+            let n = sqlx::query(
+                "DELETE FROM events WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM events WHERE session_id = $1 LIMIT $2))",
+            )
+            .bind(id)
+            .bind(batch_rows)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            events += n;
+            // A short batch was the last: asking again would only walk the
+            // index entries just deleted.
+            if n < batch_rows.unsigned_abs() {
+                break;
+            }
+        }
+    }
+    Ok(events)
 }
 
 /// What one retention pass may remove.
@@ -241,22 +294,7 @@ pub async fn prune_events_step(pool: &PgPool, cut: &Cutoffs) -> Result<RowCounts
     if ids.is_empty() {
         return Ok(counts);
     }
-    let mut events = 0;
-    loop {
-        let n = sqlx::query(
-            "DELETE FROM events WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM events WHERE session_id = ANY($1) LIMIT $2))",
-        )
-        .bind(&ids)
-        .bind(cut.batch_rows)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        events += n;
-        if n == 0 {
-            break;
-        }
-    }
+    let events = delete_events_batched(pool, &ids, cut.batch_rows).await?;
     counts.insert("events", events);
     // State and the mark together, under the deletion lock (a consumer
     // may be about to checkpoint these sessions).
@@ -297,22 +335,7 @@ pub async fn prune_sessions_step(pool: &PgPool, cut: &Cutoffs) -> Result<RowCoun
     if ids.is_empty() {
         return Ok(RowCounts::new());
     }
-    let mut events = 0;
-    loop {
-        let n = sqlx::query(
-            "DELETE FROM events WHERE ctid = ANY(ARRAY(
-                 SELECT ctid FROM events WHERE session_id = ANY($1) LIMIT $2))",
-        )
-        .bind(&ids)
-        .bind(cut.batch_rows)
-        .execute(pool)
-        .await?
-        .rows_affected();
-        events += n;
-        if n == 0 {
-            break;
-        }
-    }
+    let events = delete_events_batched(pool, &ids, cut.batch_rows).await?;
     let mut tx = pool.begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(DELETION_LOCK)
