@@ -59,6 +59,9 @@ enum Command {
     Cluster(commands::cluster::ClusterArgs),
     /// Create the database if needed and apply migrations (uses DATABASE_URL).
     Migrate,
+    /// Retention: run one pass now (uses DATABASE_URL and [retention]).
+    #[command(subcommand)]
+    Retention(commands::retention::RetentionCommand),
     /// Score the analysis on labelled sessions (offline).
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
@@ -80,6 +83,7 @@ async fn main() {
         Command::Load(a) => commands::load::run(&cli.api_url, &cli.api_key, a).await,
         Command::Cluster(a) => commands::cluster::run(a),
         Command::Migrate => commands::migrate::run().await,
+        Command::Retention(c) => commands::retention::run(c).await,
         Command::Eval(c) => commands::eval::run(c),
     };
     if let Err(e) = result {

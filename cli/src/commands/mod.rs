@@ -8,6 +8,7 @@ pub mod insights;
 pub mod load;
 pub mod migrate;
 pub mod report;
+pub mod retention;
 pub mod send;
 pub mod session;
 pub mod webhooks;

@@ -611,7 +611,7 @@ impl Default for RetentionSettings {
             derived_days: 90,
             interval_secs: 3600,
             batch_rows: 5_000,
-            batch_sessions: 200,
+            batch_sessions: 100,
         }
     }
 }

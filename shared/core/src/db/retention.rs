@@ -405,3 +405,62 @@ pub async fn prune_logs_step(pool: &PgPool, cut: &Cutoffs) -> Result<RowCounts, 
     }
     Ok(counts)
 }
+
+const DAY_SECS: i64 = 86_400;
+
+/// One retention pass now, as `[retention]` says, if no other instance is
+/// running one (`None`: [`RETENTION_LOCK`] is held elsewhere). Returns the
+/// rows removed per table (also counted in
+/// `achilles_retention_deleted_rows_total`).
+pub async fn run_pass(
+    pool: &PgPool,
+    r: &crate::config::RetentionSettings,
+) -> Result<Option<RowCounts>, sqlx::Error> {
+    let mut lock = pool.acquire().await?;
+    let (held,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+        .bind(RETENTION_LOCK)
+        .fetch_one(&mut *lock)
+        .await?;
+    if !held {
+        return Ok(None);
+    }
+    let result = pass(pool, r).await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(RETENTION_LOCK)
+        .execute(&mut *lock)
+        .await;
+    if unlocked.is_err() {
+        // A connection that may still hold the lock is not given back.
+        drop(lock.detach());
+    }
+    result.map(Some)
+}
+
+async fn pass(
+    pool: &PgPool,
+    r: &crate::config::RetentionSettings,
+) -> Result<RowCounts, sqlx::Error> {
+    let now = Utc::now();
+    let cut = Cutoffs {
+        events: now - chrono::Duration::seconds(i64::from(r.events_days) * DAY_SECS),
+        derived: now - chrono::Duration::seconds(i64::from(r.derived_days) * DAY_SECS),
+        batch_rows: r.batch_rows,
+        batch_sessions: r.batch_sessions,
+    };
+    let mut total = RowCounts::new();
+    let mut add = |counts: RowCounts| {
+        let any = !counts.is_empty();
+        for (table, n) in counts {
+            crate::metrics::RETENTION_DELETED
+                .with_label_values(&[table])
+                .inc_by(n);
+            *total.entry(table).or_default() += n;
+        }
+        any
+    };
+    // Whole sessions first (their events need not be pruned separately).
+    while add(prune_sessions_step(pool, &cut).await?) {}
+    while add(prune_events_step(pool, &cut).await?) {}
+    while add(prune_logs_step(pool, &cut).await?) {}
+    Ok(total)
+}
