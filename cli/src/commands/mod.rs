@@ -2,6 +2,7 @@
 
 pub mod answers;
 pub mod cluster;
+pub mod dlq;
 pub mod eval;
 pub mod events;
 pub mod insights;

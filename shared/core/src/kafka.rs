@@ -65,6 +65,19 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .create_with_context(context)
 }
 
+/// A consumer for tools that read a topic from its start without joining
+/// a group's offsets (a fresh group id, nothing committed).
+pub fn reader(k: &KafkaSettings) -> Result<rdkafka::consumer::BaseConsumer, KafkaError> {
+    base(k)
+        .set(
+            "group.id",
+            format!("achilles-reader-{}", uuid::Uuid::new_v4()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+}
+
 /// Creates every topic of the deployment that does not exist yet.
 #[tracing::instrument(skip(k), fields(brokers = %k.brokers))]
 pub async fn ensure_topics(k: &KafkaSettings, topics: &Topics) -> Result<(), KafkaError> {
