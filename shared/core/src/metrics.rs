@@ -427,11 +427,14 @@ pub fn init_series(consumers: &[&str]) {
     for kind in ["retryable", "permanent"] {
         OUTBOX_FAILURES.with_label_values(&[kind]);
     }
+    for outcome in ["done", "skipped", "failed"] {
+        RETENTION_PASSES.with_label_values(&[outcome]);
+    }
     for c in consumers {
         for reason in ["ahead_of_log", "checksum_mismatch", "behind_log_start"] {
             POSITION_RESETS.with_label_values(&[c, reason]);
         }
-        for reason in ["replayed", "duplicate"] {
+        for reason in ["replayed", "duplicate", "deleted"] {
             SKIPPED.with_label_values(&[c, reason]);
         }
         STATE_ERRORS.with_label_values(&[c]);
