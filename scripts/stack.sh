@@ -6,6 +6,8 @@
 #   scripts/stack.sh down               stop what this stack started, nothing else
 #   scripts/stack.sh status             show what runs
 #   scripts/stack.sh logs [-f] [NAME]   show (or follow) .stack/logs/NAME.log
+#   scripts/stack.sh recycle-broker     wait until every consumer caught up, then restart
+#                                       Tansu and the services (frees the broker's memory)
 #
 # up: ensure-postgres.sh, ensure-tansu.sh, `cargo build --release --bins` (skipped
 # with STACK_NO_BUILD=1), `achilles migrate`, then starts the services not already
@@ -118,6 +120,49 @@ cmd_down() {
   ((stopped)) || info "nothing to stop: this stack started nothing that is still recorded in $STACK_DIR"
 }
 
+# Tansu's in-memory engine keeps every record until it stops (it ignores
+# retention.ms, and DeleteRecords is unimplemented: docs/operations.md, "The
+# local broker's memory"). Restarting it is safe once every consumer has
+# applied everything: what the API acknowledged is in Postgres by then, the
+# exactly-once consumers' positions live in Postgres and are reset to the new,
+# empty log (ahead_of_log), and pending outbox records wait in Postgres.
+# RECYCLE_LAG_TIMEOUT (300 s) bounds the wait; stop the load first.
+# consumer_lag: records not yet applied, summed over the consumers' ops
+# endpoints; -1 when one of them does not answer (unknown is not zero).
+consumer_lag() {
+  local port total=0 body n
+  for port in ${STACK_OPS_PORTS:-9101 9102 9103}; do
+    body=$(curl -sf --max-time 3 "http://127.0.0.1:$port/metrics" 2>/dev/null) || {
+      printf '%d' -1
+      return
+    }
+    n=$(awk '/^achilles_consumer_lag_records[{ ]/ { s += $NF } END { printf "%d", s }' <<<"$body")
+    total=$((total + ${n:-0}))
+  done
+  printf '%d' "$total"
+}
+
+cmd_recycle_broker() {
+  local deadline zero=0 lag pidf
+  have curl || die "recycle-broker needs curl"
+  deadline=$((SECONDS + ${RECYCLE_LAG_TIMEOUT:-300}))
+  while ((zero < 2)); do
+    lag=$(consumer_lag)
+    if ((lag == 0)); then zero=$((zero + 1)); else zero=0; fi
+    ((SECONDS < deadline)) || die "consumers still $lag records behind (-1: a service does not answer) after ${RECYCLE_LAG_TIMEOUT:-300} s; not restarting"
+    ((zero >= 2)) || sleep 2
+  done
+  info "every consumer caught up; restarting the broker and the services"
+  for pidf in "$STACK_DIR"/*.pid; do
+    [[ -e $pidf && $(basename "$pidf") != tansu.pid ]] || continue
+    stop_pidfile "$pidf"
+  done
+  pidf=$(pid_file tansu)
+  [[ -e $pidf ]] || die "this stack did not start the broker (no $pidf): not restarting someone else's"
+  stop_pidfile "$pidf"
+  STACK_NO_BUILD=${STACK_NO_BUILD:-1} cmd_up
+}
+
 # status_line NAME TEXT
 status_line() { printf '  %-9s %s\n' "$1" "$2"; }
 
@@ -190,12 +235,13 @@ case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  recycle-broker) cmd_recycle_broker ;;
   logs)
     shift
     cmd_logs "$@"
     ;;
   *)
-    sed -n '2,16s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,18s/^# \{0,1\}//p' "$0" >&2
     exit 2
     ;;
 esac

@@ -59,6 +59,12 @@ enum Command {
     Cluster(commands::cluster::ClusterArgs),
     /// Create the database if needed and apply migrations (uses DATABASE_URL).
     Migrate,
+    /// Dead letters: list, show, replay fixable intake submissions (uses ACHILLES_KAFKA__BROKERS).
+    #[command(subcommand)]
+    Dlq(commands::dlq::DlqCommand),
+    /// Retention: run one pass now (uses DATABASE_URL and [retention]).
+    #[command(subcommand)]
+    Retention(commands::retention::RetentionCommand),
     /// Score the analysis on labelled sessions (offline).
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
@@ -80,6 +86,8 @@ async fn main() {
         Command::Load(a) => commands::load::run(&cli.api_url, &cli.api_key, a).await,
         Command::Cluster(a) => commands::cluster::run(a),
         Command::Migrate => commands::migrate::run().await,
+        Command::Dlq(c) => commands::dlq::run(c, &cli.api_key).await,
+        Command::Retention(c) => commands::retention::run(c).await,
         Command::Eval(c) => commands::eval::run(c),
     };
     if let Err(e) = result {

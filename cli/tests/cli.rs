@@ -79,6 +79,9 @@ async fn fake_api() -> (String, Seen) {
                 )
                     .into_response();
             }
+            p if req.method() == "DELETE" && p.starts_with("/v1/sessions/") => {
+                json!({"session_id": &p["/v1/sessions/".len()..], "deleted": {"events": 5, "sessions": 1}})
+            }
             "/v1/insights/stream" => {
                 let events = if last.is_empty() {
                     "id: 1\nevent: raised\ndata: {\"type\":\"command_loop\",\"severity\":\"warning\",\"title\":\"loop\"}\n\n: heartbeat\n\nid: 2\nevent: resolved\ndata: {\"type\":\"command_loop\",\"severity\":\"warning\",\"title\":\"loop\"}\n\n"
@@ -93,7 +96,7 @@ async fn fake_api() -> (String, Seen) {
     }
     let seen = Seen::default();
     let app = Router::new()
-        .fallback(get(answer).post(answer))
+        .fallback(get(answer).post(answer).delete(answer))
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -257,4 +260,15 @@ async fn session_judge_posts_to_the_judge_route() {
             .any(|r| r == &format!("POST /v1/sessions/{id}/judge")),
         "{seen:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_delete_calls_the_api_and_prints_what_went() {
+    let (base, seen) = fake_api().await;
+    let id = "0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e5f";
+    let (out, err) = run(&base, &["session", "delete", id]).await;
+    assert!(out.contains("\"events\": 5"), "{out}");
+    assert!(err.contains(&format!("session {id} deleted")), "{err}");
+    let seen = seen.0.lock().unwrap().clone();
+    assert_eq!(seen, vec![format!("DELETE /v1/sessions/{id}")]);
 }

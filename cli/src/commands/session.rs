@@ -1,4 +1,4 @@
-//! `achilles session start|end|show|report|judge`.
+//! `achilles session start|end|show|report|judge|delete`.
 
 use clap::Subcommand;
 use reqwest::Method;
@@ -35,6 +35,9 @@ pub enum SessionCommand {
     },
     /// Show a session with its summary fields.
     Show { id: String },
+    /// Delete a session and every row derived from it (irreversible);
+    /// prints the rows removed per table.
+    Delete { id: String },
     /// The monitoring agent's report on a session (verdict, clusters, files, insights).
     Report(super::report::ReportArgs),
     /// Judge an ended session again (deep mode; one verdict, updated).
@@ -86,6 +89,15 @@ pub async fn run(client: &Client, cmd: SessionCommand) -> Result<(), CliError> {
                 .call_retrying(Method::GET, &format!("/v1/sessions/{id}"), None, 3)
                 .await?;
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        SessionCommand::Delete { id } => {
+            // Deleting twice is harmless (the second answers 404), so a
+            // lost response may be retried.
+            let v = client
+                .call_retrying(Method::DELETE, &format!("/v1/sessions/{id}"), None, 3)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            eprintln!("session {id} deleted");
         }
         SessionCommand::Report(a) => super::report::run(client, a).await?,
         SessionCommand::Judge { id } => {

@@ -11,13 +11,14 @@ use crate::routes::*;
 #[openapi(
     info(title = "Achilles API", description = "Telemetry ingestion and analysis for AI coding agents."),
     paths(start_session, end_session, ingest_batch, export_logs, export_traces, get_session, list_events,
+        delete_session,
         session_errors, session_correlations, agent_performance, session_summary, recent_insights, get_cluster,
         list_sessions, list_clusters, leaderboard,
         stream, create_webhook, list_webhooks, delete_webhook, webhook_deliveries,
         healthz, readyz, metrics,
         judge_session),
     components(schemas(
-        BatchRequest, BatchResponse, BatchItemResult, SessionAccepted, EventPage,
+        BatchRequest, BatchResponse, BatchItemResult, SessionAccepted, EventPage, SessionDeleted,
         achilles_core::model::submission::EventSubmission,
         achilles_core::model::submission::SessionStartSubmission,
         achilles_core::model::submission::SessionEndSubmission,

@@ -22,6 +22,8 @@ use tokio::sync::oneshot;
 
 #[path = "api/answers.rs"]
 mod answers;
+#[path = "api/deletion.rs"]
+mod deletion;
 #[path = "api/judge.rs"]
 mod judge;
 #[path = "api/otlp.rs"]

@@ -16,6 +16,7 @@ pub mod copy;
 pub mod db;
 pub mod gate;
 pub mod landing;
+pub mod retention;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ pub struct RawSink {
     ops_listener: TcpListener,
     ops_addr: SocketAddr,
     pool: sqlx::PgPool,
+    retention: achilles_core::config::RetentionSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +139,7 @@ impl RawSink {
             ops_listener,
             ops_addr,
             pool,
+            retention: s.retention.clone(),
         })
     }
 
@@ -144,15 +147,16 @@ impl RawSink {
         self.ops_addr
     }
 
-    /// Runs both loops, the outbox publisher (landing's dead letters) and
-    /// the ops server until `shutdown` resolves.
+    /// Runs both loops, the outbox publisher (landing's dead letters), the
+    /// retention task and the ops server until `shutdown` resolves.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, driver) = Shutdown::new(shutdown);
-        let (_, _, _, _, ops) = tokio::join!(
+        let (_, _, _, _, _, ops) = tokio::join!(
             driver,
+            retention::run(self.pool.clone(), self.retention, stop.wait()),
             self.landing.run_until(stop.wait()),
             self.gate.run(stop.wait()),
             achilles_runtime::outbox::run(

@@ -47,6 +47,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub cluster: ClusterSettings,
     pub session: SessionSettings,
+    pub retention: RetentionSettings,
 }
 
 /// `[cluster]`: error clustering. Operator-defined masking rules, run after
@@ -126,6 +127,9 @@ pub struct KafkaSettings {
     /// `acks=all`, how many replicas must have a record before it counts as
     /// acknowledged. At most `replication_factor`.
     pub min_insync_replicas: i32,
+    /// `retention.ms` of the topics the services create (default 7 days;
+    /// -1 keeps records forever). Consumers must never lag further behind.
+    pub topic_retention_ms: i64,
     /// Create missing topics at start-up. Off where topics are managed
     /// elsewhere (e.g. by an operator or Terraform).
     pub create_topics: bool,
@@ -156,6 +160,7 @@ impl std::fmt::Debug for KafkaSettings {
             .field("partitions", &self.partitions)
             .field("replication_factor", &self.replication_factor)
             .field("min_insync_replicas", &self.min_insync_replicas)
+            .field("topic_retention_ms", &self.topic_retention_ms)
             .field("create_topics", &self.create_topics)
             .field("message_timeout_ms", &self.message_timeout_ms)
             .field("queue_max_messages", &self.queue_max_messages)
@@ -174,6 +179,7 @@ impl Default for KafkaSettings {
             partitions: 8,
             replication_factor: 1,
             min_insync_replicas: 1,
+            topic_retention_ms: 7 * 24 * 3600 * 1000,
             create_topics: true,
             message_timeout_ms: 5_000,
             queue_max_messages: 200_000,
@@ -597,6 +603,40 @@ impl Default for SessionSettings {
     }
 }
 
+/// `[retention]`: how long stored rows are kept (docs/operations.md,
+/// "Retention"). Retention works by session: a session idle (no start,
+/// event or end) for `events_days` loses its events and its consumers'
+/// state; idle for `derived_days`, the session row and every row derived
+/// from it go. One raw-sink instance prunes at a time (advisory lock).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Off: nothing is ever pruned.
+    pub enabled: bool,
+    pub events_days: u32,
+    /// At least `events_days`.
+    pub derived_days: u32,
+    /// Seconds between pruning passes.
+    pub interval_secs: u64,
+    /// Rows per delete statement (each its own short transaction).
+    pub batch_rows: i64,
+    /// Sessions picked per step.
+    pub batch_sessions: i64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            events_days: 30,
+            derived_days: 90,
+            interval_secs: 3600,
+            batch_rows: 5_000,
+            batch_sessions: 100,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
@@ -626,6 +666,18 @@ impl Settings {
                 "kafka.min_insync_replicas ({}) must be between 1 and kafka.replication_factor ({})",
                 k.min_insync_replicas, k.replication_factor
             )));
+        }
+        let r = &self.retention;
+        if r.events_days == 0 || r.derived_days < r.events_days {
+            return Err(ConfigError(format!(
+                "retention.events_days ({}) must be at least 1 and retention.derived_days ({}) at least as large",
+                r.events_days, r.derived_days
+            )));
+        }
+        if r.batch_rows < 1 || r.batch_sessions < 1 || r.interval_secs == 0 {
+            return Err(ConfigError(
+                "retention.batch_rows, batch_sessions and interval_secs must be positive".into(),
+            ));
         }
         Ok(())
     }

@@ -65,13 +65,27 @@ pub fn consumer<C: ConsumerContext + 'static>(
         .create_with_context(context)
 }
 
+/// A consumer for tools that read a topic from its start without joining
+/// a group's offsets (a fresh group id, nothing committed).
+pub fn reader(k: &KafkaSettings) -> Result<rdkafka::consumer::BaseConsumer, KafkaError> {
+    base(k)
+        .set(
+            "group.id",
+            format!("achilles-reader-{}", uuid::Uuid::new_v4()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+}
+
 /// Creates every topic of the deployment that does not exist yet.
 #[tracing::instrument(skip(k), fields(brokers = %k.brokers))]
 pub async fn ensure_topics(k: &KafkaSettings, topics: &Topics) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = base(k).create()?;
     let names = topics.all_names();
     let min_isr = k.min_insync_replicas.to_string();
-    let new = new_topics(k, &names, &min_isr);
+    let retention = k.topic_retention_ms.to_string();
+    let new = new_topics(k, &names, &min_isr, &retention);
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     for result in admin.create_topics(&new, &opts).await? {
         match result {
@@ -86,10 +100,16 @@ pub async fn ensure_topics(k: &KafkaSettings, topics: &Topics) -> Result<(), Kaf
     Ok(())
 }
 
-/// The topics to create, with `min.insync.replicas` from the settings:
-/// together with the producer's `acks=all` it decides how many copies of a
-/// record exist before the API answers 202.
-fn new_topics<'a>(k: &KafkaSettings, names: &'a [String], min_isr: &'a str) -> Vec<NewTopic<'a>> {
+/// The topics to create, with `min.insync.replicas` from the settings
+/// (together with the producer's `acks=all` it decides how many copies of a
+/// record exist before the API answers 202) and `retention.ms` (how long
+/// the broker keeps records: its disk, and memory for an in-memory broker).
+fn new_topics<'a>(
+    k: &KafkaSettings,
+    names: &'a [String],
+    min_isr: &'a str,
+    retention: &'a str,
+) -> Vec<NewTopic<'a>> {
     names
         .iter()
         .map(|n| {
@@ -99,6 +119,7 @@ fn new_topics<'a>(k: &KafkaSettings, names: &'a [String], min_isr: &'a str) -> V
                 TopicReplication::Fixed(k.replication_factor),
             )
             .set("min.insync.replicas", min_isr)
+            .set("retention.ms", retention)
         })
         .collect()
 }
@@ -120,18 +141,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn created_topics_carry_min_insync_replicas_from_config() {
+    fn created_topics_carry_min_insync_replicas_and_retention_from_config() {
         let k = KafkaSettings {
             replication_factor: 3,
             min_insync_replicas: 2,
+            topic_retention_ms: 3_600_000,
             ..KafkaSettings::default()
         };
         let names = Topics::new(String::new()).all_names();
         let min_isr = k.min_insync_replicas.to_string();
-        let topics = new_topics(&k, &names, &min_isr);
+        let retention = k.topic_retention_ms.to_string();
+        let topics = new_topics(&k, &names, &min_isr, &retention);
         assert_eq!(topics.len(), names.len());
         for t in topics {
-            assert_eq!(t.config, vec![("min.insync.replicas", "2")], "{}", t.name);
+            assert_eq!(
+                t.config,
+                vec![("min.insync.replicas", "2"), ("retention.ms", "3600000")],
+                "{}",
+                t.name
+            );
         }
     }
 }

@@ -202,7 +202,7 @@ counter_vec!(
 counter_vec!(
     SKIPPED,
     "achilles_consumer_skipped_records_total",
-    "Records not applied again: replayed (below the stored position) or duplicate (same event hash as a recent event of the session).",
+    "Records not applied: replayed (below the stored position), duplicate (same event hash as a recent event of the session) or deleted (the session was deleted on request).",
     ["consumer", "reason"]
 );
 counter_vec!(
@@ -359,6 +359,19 @@ counter_vec!(
     "Session-ended records published again for an ended session, by cause (late_event or request).",
     ["cause"]
 );
+// Retention and deletion (achilles_core::db::retention).
+counter_vec!(
+    RETENTION_DELETED,
+    "achilles_retention_deleted_rows_total",
+    "Rows removed by retention passes, by table.",
+    ["table"]
+);
+counter_vec!(
+    RETENTION_PASSES,
+    "achilles_retention_passes_total",
+    "Retention passes by outcome: done, skipped (another instance holds the lock), failed.",
+    ["outcome"]
+);
 
 fn register_all(r: &Registry) {
     let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -406,6 +419,8 @@ fn register_all(r: &Registry) {
         Box::new(WEBHOOK_LATENCY.clone()),
         Box::new(SESSIONS_TIMED_OUT.clone()),
         Box::new(SESSION_REJUDGES.clone()),
+        Box::new(RETENTION_DELETED.clone()),
+        Box::new(RETENTION_PASSES.clone()),
     ];
     for c in collectors {
         // Each metric is registered exactly once, here; a duplicate name is
@@ -427,11 +442,14 @@ pub fn init_series(consumers: &[&str]) {
     for kind in ["retryable", "permanent"] {
         OUTBOX_FAILURES.with_label_values(&[kind]);
     }
+    for outcome in ["done", "skipped", "failed"] {
+        RETENTION_PASSES.with_label_values(&[outcome]);
+    }
     for c in consumers {
         for reason in ["ahead_of_log", "checksum_mismatch", "behind_log_start"] {
             POSITION_RESETS.with_label_values(&[c, reason]);
         }
-        for reason in ["replayed", "duplicate"] {
+        for reason in ["replayed", "duplicate", "deleted"] {
             SKIPPED.with_label_values(&[c, reason]);
         }
         STATE_ERRORS.with_label_values(&[c]);

@@ -58,6 +58,8 @@ pub(crate) async fn save_states(
         "INSERT INTO consumer_state (consumer, session_id, tenant_id, applied, recent, state)
          SELECT $1, id, t, n, r, s::jsonb
          FROM UNNEST($2::uuid[], $3::text[], $4::bigint[], $5::bytea[], $6::text[]) AS u(id, t, n, r, s)
+         -- A session deleted since it was cached is not written back.
+         WHERE EXISTS (SELECT 1 FROM sessions x WHERE x.id = u.id)
          ON CONFLICT (consumer, session_id) DO UPDATE SET tenant_id = EXCLUDED.tenant_id,
              applied = EXCLUDED.applied, recent = EXCLUDED.recent, state = EXCLUDED.state,
              updated_at = now()",

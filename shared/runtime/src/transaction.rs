@@ -17,7 +17,7 @@ use rdkafka::Message;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use achilles_core::db::outbox;
+use achilles_core::db::{outbox, retention};
 use achilles_core::error::Classify;
 use achilles_core::metrics;
 use achilles_core::model::TenantId;
@@ -72,6 +72,9 @@ impl<S: Stage> ExactlyOnce<S> {
                 .execute(&mut *tx)
                 .await?;
         }
+        // A session deletion waits for this transaction, and this one for
+        // a deletion in progress (achilles_core::db::retention).
+        retention::hold_deletion_guard(&mut tx).await?;
 
         // 1. Our positions, locked; a partition another instance wrote
         //    since we last did must be re-read from its checkpoint first.
@@ -225,6 +228,42 @@ impl<S: Stage> ExactlyOnce<S> {
         batch: &[OwnedMessage],
         undo: &mut Undo<S::State>,
     ) -> Result<Vec<Item>, StepError> {
+        // Sessions deleted since they were seen: a tombstoned one (deleted
+        // on request) is dropped with its records; one pruned by retention
+        // is forgotten here and starts again as a new session.
+        let sids: Vec<Uuid> = items
+            .iter()
+            .map(|it| it.input.record.session_id().as_uuid())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let deleted: HashSet<Uuid> = retention::tombstoned(conn, &sids)
+            .await?
+            .into_iter()
+            .collect();
+        let known: Vec<Uuid> = sids
+            .iter()
+            .filter(|id| self.owners.contains_key(id) && !deleted.contains(id))
+            .copied()
+            .collect();
+        for id in deleted.iter().chain(&retention::gone(conn, &known).await?) {
+            self.owners.remove(id);
+            self.cache.remove(id);
+        }
+        let mut dropped = 0;
+        let items: Vec<Item> = items
+            .into_iter()
+            .filter(|it| {
+                let keep = !deleted.contains(&it.input.record.session_id().as_uuid());
+                dropped += usize::from(!keep && !it.replay);
+                keep
+            })
+            .collect();
+        if dropped > 0 {
+            metrics::SKIPPED
+                .with_label_values(&[S::NAME, "deleted"])
+                .inc_by(dropped as u64);
+        }
         let mut unknown: BTreeMap<Uuid, (&str, DateTime<Utc>)> = BTreeMap::new();
         for it in &items {
             let r = &it.input.record;
@@ -410,6 +449,8 @@ impl<S: Stage> ExactlyOnce<S> {
         conn: &mut PgConnection,
         at: &BTreeMap<i32, i64>,
     ) -> Result<Vec<i32>, StepError> {
+        // Idempotent when the batch's transaction holds it already.
+        retention::hold_deletion_guard(conn).await?;
         let parts: Vec<i32> = at.keys().copied().collect();
         let locked = positions::lock(conn, &self.group, &self.topic, &parts).await?;
         // Still the writer: the position is where this instance left it.

@@ -135,11 +135,13 @@ pub async fn run(a: BrokerArgs, report: &mut Report) -> Result<(), CliError> {
     let topic = format!("{}{}", k.topic_prefix, a.topic);
     let admin = admin(k)?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let retention = k.topic_retention_ms.to_string();
     let new = NewTopic::new(
         &topic,
         k.partitions,
         TopicReplication::Fixed(k.replication_factor),
-    );
+    )
+    .set("retention.ms", &retention);
     for r in admin
         .create_topics([&new], &opts)
         .await

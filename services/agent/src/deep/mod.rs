@@ -75,6 +75,14 @@ impl BatchHandler for DeepHandler {
             }
         }
 
+        // Sessions deleted on request are not judged (nor waited for).
+        let ids: Vec<Uuid> = ended.keys().copied().collect();
+        let mut conn = self.pool.acquire().await?;
+        for id in achilles_core::db::retention::tombstoned(&mut conn, &ids).await? {
+            ended.remove(&id);
+        }
+        drop(conn);
+
         // 2. Wait (by retrying) until every event is landed and applied.
         let mut waiting = Vec::new();
         let mut landed_by: HashMap<Uuid, i64> = HashMap::new();

@@ -38,7 +38,9 @@ pub(crate) use push::{
     __path_create_webhook, __path_delete_webhook, __path_list_webhooks, __path_stream,
     __path_webhook_deliveries, DeliveryList, WebhookCreated, WebhookList, WebhookRequest,
 };
-pub(crate) use read::{__path_get_session, __path_list_events, EventPage};
+pub(crate) use read::{
+    __path_delete_session, __path_get_session, __path_list_events, EventPage, SessionDeleted,
+};
 
 pub fn router(state: AppState) -> Router {
     let api = &state.settings().api;
@@ -55,7 +57,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/sessions", get(answers::list_sessions))
         .route("/v1/clusters", get(answers::list_clusters))
         .route("/v1/agents/leaderboard", get(answers::leaderboard))
-        .route("/v1/sessions/{id}", get(read::get_session))
+        .route(
+            "/v1/sessions/{id}",
+            get(read::get_session).delete(read::delete_session),
+        )
         .route("/v1/sessions/{id}/events", get(read::list_events))
         .route("/v1/sessions/{id}/errors", get(analysis::session_errors))
         .route(

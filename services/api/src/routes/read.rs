@@ -109,3 +109,44 @@ pub async fn list_events(
         next_cursor,
     }))
 }
+
+/// What a deletion removed, per table.
+#[derive(Serialize, ToSchema)]
+pub struct SessionDeleted {
+    pub session_id: uuid::Uuid,
+    /// Rows removed per table (`sessions`, `events`, ...).
+    #[schema(value_type = Object)]
+    pub deleted: std::collections::BTreeMap<&'static str, u64>,
+}
+
+/// Deletes a session and every row derived from it (events, clusters'
+/// shares, correlations, insights, verdicts, reports, consumer state,
+/// unpublished records). Records of the session still in flight are
+/// dropped by the consumers; aggregate cluster counts lose its share.
+/// Audited in the log (`session deleted`, with rows per table).
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "read",
+    params(("id" = String, Path, description = "Session UUID")),
+    security(("api_key" = []), ("bearer" = [])),
+    responses(
+        (status = 200, body = SessionDeleted),
+        (status = 400, description = "Malformed id", body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 404, description = "No such session for this tenant", body = crate::error::ErrorBody),
+    ))]
+pub async fn delete_session(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<SessionDeleted>, ApiError> {
+    let id = session_id(&id)?.as_uuid();
+    let Some(deleted) = db::retention::delete_session(state.pool(), tenant.as_str(), id).await?
+    else {
+        return Err(ApiError::NotFound("session"));
+    };
+    tracing::info!(audit = "session_deleted", tenant = %tenant.as_str(), session = %id,
+        rows = ?deleted, "session deleted");
+    Ok(Json(SessionDeleted {
+        session_id: id,
+        deleted,
+    }))
+}

@@ -260,3 +260,73 @@ async fn an_outbox_record_the_broker_refuses_is_parked_and_the_rest_is_published
     .await;
     w.stop_processors().await;
 }
+
+/// A session deleted on request while the processor holds its state in
+/// memory: its state is never written back, records still arriving for it
+/// are dropped instead of re-creating it, and the session beside it on the
+/// same partition is derived as usual.
+#[tokio::test]
+async fn a_deleted_session_is_neither_written_back_nor_recreated() {
+    let mut w = world().await;
+    let sc = Script::new();
+    let (gone, kept) = (SID_LONG, SID_SHORT);
+    let mut first = vec![sc.start(gone)];
+    for i in 0..5 {
+        first.push(sc.event(gone, i, "command", json!({"command": "ls", "exit_code": 1})));
+    }
+    w.publish_to(&first, Some(0)).await;
+    w.start_processor().await;
+    eventually(Duration::from_secs(60), "5 events derived", || async {
+        (w.count(&format!(
+            "SELECT coalesce((SELECT event_count FROM sessions WHERE id = '{gone}'), -1)"
+        ))
+        .await
+            == 5)
+            .then_some(())
+    })
+    .await;
+    let removed = achilles_core::db::retention::delete_session(
+        &w.db.pool,
+        "acme",
+        uuid::Uuid::parse_str(gone).unwrap(),
+    )
+    .await
+    .unwrap()
+    .expect("the session exists");
+    assert_eq!(removed.get("sessions"), Some(&1));
+
+    // More of the deleted session, then a whole other session, in order on
+    // one partition: once the other one is final, the rest was handled.
+    let mut rest = Vec::new();
+    for i in 5..8 {
+        rest.push(sc.event(gone, i, "command", json!({"command": "ls", "exit_code": 1})));
+    }
+    rest.push(sc.end(gone, 9));
+    rest.extend(session(&sc, kept, 3));
+    w.publish_to(&rest, Some(0)).await;
+    wait_events(&w, kept, 3).await;
+    w.stop_processors().await; // its final checkpoint
+
+    for sql in [
+        format!("SELECT count(*) FROM sessions WHERE id = '{gone}'"),
+        format!("SELECT count(*) FROM consumer_state WHERE session_id = '{gone}'"),
+        format!("SELECT count(*) FROM error_cluster_sessions WHERE session_id = '{gone}'"),
+        format!("SELECT count(*) FROM outbox WHERE key = '{gone}'"),
+    ] {
+        assert_eq!(w.count(&sql).await, 0, "{sql}");
+    }
+    assert_eq!(
+        w.count(&format!(
+            "SELECT count(*) FROM consumer_state WHERE session_id = '{kept}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        metrics::SKIPPED
+            .with_label_values(&["processor", "deleted"])
+            .get(),
+        4,
+        "three events and the end of the deleted session"
+    );
+}

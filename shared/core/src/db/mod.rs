@@ -13,6 +13,7 @@ pub mod keys;
 pub mod offsets;
 pub mod outbox;
 pub mod push;
+pub mod retention;
 mod sessions;
 
 pub use events::{list_events, EventCursor, EventRow};

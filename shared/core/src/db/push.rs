@@ -81,6 +81,10 @@ pub async fn record_transitions(
          SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::jsonb[],
              $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::timestamptz[])
+             AS u(tenant_id, insight_id, session_id, type, transition, status, severity, dedup_key,
+                  title, detail, evidence, raised_at, last_seen_at, resolved_at, decided_at)
+         -- Not for a session deleted on request (a record still in flight).
+         WHERE NOT EXISTS (SELECT 1 FROM deleted_sessions d WHERE d.id = u.session_id)
          ON CONFLICT (insight_id, transition, decided_at) DO NOTHING
          RETURNING id, transition",
     )
