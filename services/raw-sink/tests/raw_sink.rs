@@ -125,6 +125,7 @@ fn session_envelopes(n: usize) -> (String, Vec<Envelope>) {
         tenant: &tenant,
         now,
         limits: &limits,
+        scrub: None,
     };
     let start: SessionStartSubmission =
         from_json(json!({"agent_name": "aider", "source": "sdk"})).unwrap();
@@ -318,6 +319,7 @@ async fn an_event_id_reused_for_other_content_is_parked() {
         tenant: &tenant,
         now,
         limits: &limits,
+        scrub: None,
     };
     let id = "0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e99";
     for text in ["first", "second", "third"] {
@@ -555,6 +557,7 @@ async fn maximum_size_values_land_and_fit_every_index() {
         tenant: &tenant,
         now,
         limits: &l,
+        scrub: None,
     };
     // Multi-byte characters: the limits are in bytes.
     let name = "é".repeat(l.max_name_bytes / 2);

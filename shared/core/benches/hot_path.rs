@@ -45,6 +45,7 @@ fn validate(json: &[u8], tenant: &TenantId, limits: &Limits, session: SessionId)
         tenant,
         now: Utc::now(),
         limits,
+        scrub: None,
     };
     from_json::<EventSubmission>(value)
         .and_then(|s| s.validate(ctx, Some(session)))

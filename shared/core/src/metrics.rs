@@ -346,6 +346,14 @@ histogram_vec!(
     ["outcome"]
 );
 
+// --- Secret scrubbing (API and intake gate) -----------------------------------
+counter_vec!(
+    REDACTIONS,
+    "achilles_redactions_total",
+    "Secrets replaced by a [REDACTED:rule] marker before publishing, by built-in rule (operator rules: custom).",
+    ["rule"]
+);
+
 fn register_all(r: &Registry) {
     let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
         Box::new(HTTP_REQUESTS.clone()),
@@ -390,6 +398,7 @@ fn register_all(r: &Registry) {
         Box::new(INSIGHT_TRANSITIONS.clone()),
         Box::new(WEBHOOK_DELIVERIES.clone()),
         Box::new(WEBHOOK_LATENCY.clone()),
+        Box::new(REDACTIONS.clone()),
     ];
     for c in collectors {
         // Each metric is registered exactly once, here; a duplicate name is
