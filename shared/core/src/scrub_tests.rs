@@ -377,3 +377,83 @@ proptest! {
         prop_assert!(!out.contains(secret), "{} -> {}", text, out);
     }
 }
+
+/// Through validation: every text field of every kind and the attributes
+/// are scrubbed before the hash; the record still passes a consumer's
+/// validation (limits hold even where a marker is longer than the secret),
+/// keeps its hash there, and validating the raw event again gives the
+/// same hash (a retry is a duplicate).
+#[test]
+fn validation_scrubs_before_hashing_and_the_record_still_decodes() {
+    use crate::model::submission::{from_json, Context, EventSubmission};
+    use crate::model::{Limits, TenantId};
+    use crate::wire::{decode_envelope, encode_envelope, Envelope, Record};
+
+    let tenant = TenantId::parse("acme").unwrap();
+    // Tight limits: the message grows past 100 bytes once scrubbed.
+    let limits = Limits {
+        max_message_bytes: 100,
+        max_attributes_bytes: 120,
+        ..Limits::default()
+    };
+    let now = crate::model::truncate_to_micros(chrono::Utc::now());
+    let ctx = |scrub| Context {
+        tenant: &tenant,
+        now,
+        limits: &limits,
+        scrub,
+    };
+    let leak = format!("{GITHUB_TOKEN} {JWT}");
+    let at = now.to_rfc3339();
+    let events = [
+        json!({"kind": "file_edit", "data": {"path": format!("a/{AWS_ACCESS_KEY}")}}),
+        json!({"kind": "command", "data": {"command": format!("curl -u x:{STRIPE_KEY}"), "output": leak}}),
+        json!({"kind": "test_run", "data": {"framework": "f", "passed": 0, "failed": 1, "output": leak}}),
+        json!({"kind": "error", "data": {"message": format!("pwd=x {}", "y".repeat(80)), "stack_trace": leak, "file": format!("{SLACK_TOKEN}.rs")}}),
+        json!({"kind": "llm_call", "data": {"provider": "p", "model": "m", "status": "error", "error": format!("bad key {OPENAI_KEY}")}}),
+        json!({"kind": "tool_call", "data": {"tool": "t", "status": "error", "error": format!("{GITLAB_TOKEN}")}}),
+        json!({"kind": "agent_action", "data": {"action": "a", "detail": format!("{ANTHROPIC_KEY}")}}),
+        json!({"kind": "user_message", "data": {"text": format!("{PRIVATE_KEY}")}, "attributes": {"a": ["pwd=1", "token: 2"], "b": GCP_KEY}}),
+    ];
+    let raw = [
+        GITHUB_TOKEN,
+        JWT,
+        AWS_ACCESS_KEY,
+        STRIPE_KEY,
+        SLACK_TOKEN,
+        OPENAI_KEY,
+        GITLAB_TOKEN,
+        ANTHROPIC_KEY,
+        "MIIEowIBAAKCAQEA",
+        GCP_KEY,
+        "pwd=x",
+        "pwd=1",
+        "token: 2",
+    ];
+    for mut e in events {
+        e["session_id"] = json!("0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e5f");
+        e["occurred_at"] = json!(at);
+        let sub = || from_json::<EventSubmission>(e.clone()).unwrap();
+        let plain = sub().validate(ctx(None), None).unwrap();
+        let ev = sub()
+            .validate(ctx(Some(Scrubber::builtin())), None)
+            .unwrap();
+        let again = sub()
+            .validate(ctx(Some(Scrubber::builtin())), None)
+            .unwrap();
+        assert_eq!(ev.hash, again.hash, "a retry hashes the same");
+        assert_ne!(ev.hash, plain.hash, "the hash is of the scrubbed event");
+        let text = serde_json::to_string(&ev).unwrap();
+        for r in raw {
+            assert!(!text.contains(r), "{r} survived in {text}");
+        }
+        assert!(text.contains("[REDACTED:"), "{text}");
+        let env = Envelope {
+            ingested_at: now,
+            record: Record::Event(ev),
+        };
+        let back = decode_envelope(&encode_envelope(&env).unwrap(), &limits)
+            .unwrap_or_else(|err| panic!("a consumer refuses {text}: {err}"));
+        assert_eq!(back, env, "same record, same hash after Kafka");
+    }
+}
