@@ -420,6 +420,13 @@ pub fn init_series(consumers: &[&str]) {
     for kind in ["retryable", "permanent"] {
         OUTBOX_FAILURES.with_label_values(&[kind]);
     }
+    // Every rule label, so a first redaction is an increase, not a new series.
+    for (rule, _) in crate::scrub::BUILTIN
+        .iter()
+        .chain([&crate::scrub::EMAIL, &(crate::scrub::CUSTOM_LABEL, "")])
+    {
+        REDACTIONS.with_label_values(&[rule]);
+    }
     for c in consumers {
         for reason in ["ahead_of_log", "checksum_mismatch", "behind_log_start"] {
             POSITION_RESETS.with_label_values(&[c, reason]);
