@@ -14,7 +14,7 @@ help: ## List the targets
 	@echo "Achilles make targets:"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-up: ## Start Postgres, Tansu (Kafka), achilles-api and achilles-raw-sink; wait for /readyz
+up: ## Start Postgres, Tansu (Kafka) and the four services (api, raw-sink, processor, agent); wait for /readyz
 	bash scripts/stack.sh up
 
 down: ## Stop what `make up` started (nothing else)
@@ -59,7 +59,7 @@ fmt: ## Format the code (cargo fmt --all)
 lint: ## Clippy on everything, warnings are errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
-build: ## Build the release binaries (target/release/achilles, achilles-api, achilles-raw-sink)
+build: ## Build the release binaries (target/release/achilles, achilles-api, achilles-raw-sink, achilles-processor, achilles-agent)
 	cargo build --release --bins
 
 clean-stack: ## make down, then delete .stack/ (logs, pid files, installed Tansu)

@@ -17,14 +17,32 @@ from datetime import datetime, timezone
 
 TARGETS = {
     "ingest_events_per_s": 50_000,
-    "landed_events_per_s": 50_000,
+    "landed_events_per_s": 30_000,
+    "derived_events_per_s": 30_000,
     "ingest_to_broker_ratio": 0.5,
-    "freshness_p95_ms": 250,
-    "api_batch_p99_ms": 20,
-    "rss_mib": 512,
+    "freshness_p95_ms": 100,
+    "freshness_p99_ms": 250,
+    "api_batch_p99_ms": 10,
+    "rss_mib": 256,
 }
 # Processes in .stack/*.pid that are not Achilles services (no RSS target).
 NOT_SERVICES = {"tansu"}
+
+
+def median(values):
+    """Median of the measured values (None when none was measured)."""
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else round((vals[mid - 1] + vals[mid]) / 2, 3)
+
+
+def spread_text(values):
+    vals = [v for v in values if v is not None]
+    if len(vals) < 2:
+        return ""
+    return f" (runs: {', '.join(fmt(v) for v in vals)})"
 
 
 def one_line(text, limit=240):
@@ -122,18 +140,30 @@ def main():
     for a in ("work", "results", "readme", "started-at", "load-before", "events-rows-before",
               "postgres-settings", "config", "brokers", "database-url", "clk-tck", "notes"):
         ap.add_argument("--" + a, required=True)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--allow-dirty", default="0")
     args = ap.parse_args()
     w = lambda name: os.path.join(args.work, name)
     ph = {n: load(w(n + ".json")) for n in ("broker", "ingest", "fresh", "nearsat", "api", "read")}
+    # Repeated phases: the first run is "broker"/"ingest", later ones ".2", ...
+    runs = {n: [ph[n]] + [load(w(f"{n}.{i}.json")) for i in range(2, args.repeats + 1)]
+            for n in ("broker", "ingest")}
     notes = [n for n in args.notes.splitlines() if n.strip()]
     for n, p in ph.items():
         if "failed" in p:
             notes.append(f"phase {n} failed: {p['failed']}")
         notes.extend(f"{n}: {x}" for x in p.get("notes", []))
 
-    ingest = ph["ingest"].get("events_per_s")
-    landed = (ph["ingest"].get("landing") or {}).get("landed_events_per_s")
-    broker = ph["broker"].get("events_per_s")
+    spread = {
+        "ingest_events_per_s": [p.get("events_per_s") for p in runs["ingest"]],
+        "landed_events_per_s": [(p.get("landing") or {}).get("landed_events_per_s") for p in runs["ingest"]],
+        "derived_events_per_s": [(p.get("landing") or {}).get("derived_events_per_s") for p in runs["ingest"]],
+        "broker_limit_events_per_s": [p.get("events_per_s") for p in runs["broker"]],
+    }
+    ingest = median(spread["ingest_events_per_s"])
+    landed = median(spread["landed_events_per_s"])
+    derived = median(spread["derived_events_per_s"])
+    broker = median(spread["broker_limit_events_per_s"])
     ratio = round(ingest / broker, 3) if ingest and broker else None
 
     # Headline freshness: derived rows at the moderate rate when the
@@ -162,6 +192,11 @@ def main():
         notes.append("cluster_msgs_per_s is null: `achilles cluster --eval` failed: "
                      + one_line(" / ".join(cluster_txt.strip().splitlines()[-3:])))
 
+    attribution = load(w("attribution.json"))
+    if "failed" in attribution:
+        notes.append(f"attribution eval failed: {attribution['failed']}")
+        attribution = None
+
     rss, rss_note = {}, []
     if os.path.exists(w("rss.txt")):
         for line in open(w("rss.txt")):
@@ -183,16 +218,19 @@ def main():
     checks = {
         "ingest_events_per_s": miss(ingest, TARGETS["ingest_events_per_s"], True, " events/s"),
         "landed_events_per_s": miss(landed, TARGETS["landed_events_per_s"], True, " events/s"),
+        "derived_events_per_s": miss(derived, TARGETS["derived_events_per_s"], True, " events/s"),
         "ingest_to_broker_ratio": miss(ratio, TARGETS["ingest_to_broker_ratio"], True),
         "freshness_p95_ms": miss(headline and headline["p95"], TARGETS["freshness_p95_ms"], False, " ms"),
+        "freshness_p99_ms": miss(headline and headline["p99"], TARGETS["freshness_p99_ms"], False, " ms"),
         "api_batch_p99_ms": miss(api_q and api_q["p99"], TARGETS["api_batch_p99_ms"], False, " ms"),
         "peak_rss_mib": miss(max(services_rss.values()) if services_rss else None, TARGETS["rss_mib"], False, " MiB"),
     }
     if checks["api_batch_p99_ms"][0] and not sustained:
         checks["api_batch_p99_ms"] = (False, f"rate not sustained ({fmt(api_rate)} of {fmt(api_target)} req/s)")
-    if checks["freshness_p95_ms"][0] is not None and stage == "landed":
-        met, text = checks["freshness_p95_ms"]
-        checks["freshness_p95_ms"] = (met, text + " (landed rows; derived not measured)")
+    for key in ("freshness_p95_ms", "freshness_p99_ms"):
+        if checks[key][0] is not None and stage == "landed":
+            met, text = checks[key]
+            checks[key] = (met, text + " (landed rows; derived not measured)")
 
     def local(url):
         return bool(re.search(r"(127\.0\.0\.1|localhost|\[::1\])", url))
@@ -216,7 +254,10 @@ def main():
         "ingest_to_broker_ratio": ratio,
         # How fast the processor applied the ingest run's events (null: it
         # did not run, or had not caught up within the drain timeout).
-        "derived_events_per_s": (ph["ingest"].get("landing") or {}).get("derived_events_per_s"),
+        "derived_events_per_s": derived,
+        # Every run of the repeated phases; the figures above are medians.
+        "repeats": args.repeats,
+        "runs": spread,
         "freshness_ms": dict(headline, stage=stage, rate_events_per_s=ph["fresh"].get("target_events_per_s")) if headline else None,
         "freshness_by_rate": {
             "moderate": fresh,
@@ -232,6 +273,9 @@ def main():
                                     errors=read.get("errors")) if read.get("latency_ms") else None,
         "cluster_msgs_per_s": cluster and cluster["msgs_per_s"],
         "cluster": cluster,
+        "attribution": attribution and {k: attribution.get(k) for k in (
+            "correlation_precision", "correlation_recall", "break_fix_accuracy", "induced_mae",
+            "sessions", "events", "true_pairs")},
         "peak_rss_mib": rss,
         "peak_rss_note": rss_note or None,
         "micro_benchmarks_us": micro or None,
@@ -243,7 +287,16 @@ def main():
     }
     os.makedirs(args.results, exist_ok=True)
     text = json.dumps(result, indent=2) + "\n"
-    for name in ("latest.json", now.strftime("%Y%m%dT%H%M%SZ") + ".json"):
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    if result["dirty"] is not False and args.allow_dirty != "1":
+        # Not the headline: the commit would not say what was measured.
+        path = os.path.join(args.results, stamp + "-dirty.json")
+        with open(path, "w") as f:
+            f.write(text)
+        print(f"the tree has uncommitted changes: wrote {path} only; latest.json and "
+              f"{args.readme} keep the last clean run (BENCH_ALLOW_DIRTY=1 overrides)")
+        return
+    for name in ("latest.json", stamp + ".json"):
         with open(os.path.join(args.results, name), "w") as f:
             f.write(text)
     render_readme(args.readme, result, checks)
@@ -270,35 +323,41 @@ def render_readme(path, r, checks):
     q3 = lambda q: f"{fmt(q['p50'])} / {fmt(q['p95'])} / {fmt(q['p99'])}" if q else "n/a"
     status = lambda k: {True: "met", False: "**" + checks[k][1] + "**", None: "not measured"}[checks[k][0]]
     svc = {k: v for k, v in r["peak_rss_mib"].items() if k not in NOT_SERVICES}
+    runs = r["runs"]
     rows = [
         ("Ingest, events/s acknowledged by the API",
          f"closed loop, {c['concurrency']} requests in flight, {c['batch_size']} events/batch, {c['ingest_seconds']} s",
-         "≥ 50,000", fmt(r["ingest_events_per_s"]), status("ingest_events_per_s")),
+         "≥ 50,000", fmt(r["ingest_events_per_s"]) + spread_text(runs["ingest_events_per_s"]), status("ingest_events_per_s")),
         ("Landed in Postgres, events/s", "rows of that run with `landed_at` inside its window",
-         "≥ 50,000", fmt(r["landed_events_per_s"]), status("landed_events_per_s")),
+         "≥ 30,000", fmt(r["landed_events_per_s"]) + spread_text(runs["landed_events_per_s"]), status("landed_events_per_s")),
         ("Derived by the processor, events/s", "that run's events over the time until the processor had applied them all",
-         "—", fmt(r["derived_events_per_s"]), ""),
-        ("Raw broker limit, events/s", f"bare rdkafka producer, same records and settings, {c['broker_seconds']} s",
-         "—", fmt(r["broker_limit_events_per_s"]), ""),
+         "≥ 30,000", fmt(r["derived_events_per_s"]) + spread_text(runs["derived_events_per_s"]), status("derived_events_per_s")),
+        ("Raw broker limit, events/s", f"bare rdkafka producer, same records and settings, 3 consumer groups reading, {c['broker_seconds']} s",
+         "—", fmt(r["broker_limit_events_per_s"]) + spread_text(runs["broker_limit_events_per_s"]), ""),
         ("Ingest / broker limit", "", "≥ 0.5", fmt(r["ingest_to_broker_ratio"]), status("ingest_to_broker_ratio")),
         (f"Freshness p50 / p95 / p99, ms ({f['stage'] if f else 'n/a'})",
          f"open loop at {fmt(c['freshness_rate_events_per_s'])} events/s, {c['phase_seconds']} s; per-event Postgres timestamps",
-         "p95 ≤ 250", q3(f), status("freshness_p95_ms")),
+         "p95 ≤ 100, p99 ≤ 250", q3(f), status("freshness_p95_ms") + " / " + status("freshness_p99_ms")),
         ("`POST /v1/events/batch` p50 / p95 / p99, ms",
          f"open loop, {fmt(c['api_rate_requests_per_s'])} req/s target ({fmt(api and api['achieved_requests_per_s'])} achieved), "
          f"{c['api_batch_size']} event(s)/request; from the scheduled send time",
-         "p99 ≤ 20", q3(api), status("api_batch_p99_ms")),
+         "p99 ≤ 10", q3(api), status("api_batch_p99_ms")),
         ("Read endpoints p50 / p95 / p99, ms",
          f"open loop, {fmt(c['read_rate_requests_per_s'])} req/s target ({fmt(rd and rd['achieved_requests_per_s'])} achieved)",
          "—", q3(rd), ""),
-        ("`achilles cluster`, messages/s", "`achilles cluster --eval` throughput run", "—", fmt(r["cluster_msgs_per_s"]), ""),
+        ("`achilles cluster`, messages/s (GA)", "`achilles cluster --eval` on the vendored LogHub samples", "—",
+         fmt(r["cluster_msgs_per_s"]) + (f" (GA {r['cluster']['average_ga']})" if r.get("cluster") else ""), ""),
+        ("Attribution precision / recall", "`achilles eval attribution` (labelled sessions of shared/eval; claims = confidence ≥ 0.5)",
+         "≥ 0.95 / ≥ 0.95", (f"{r['attribution']['correlation_precision']} / {r['attribution']['correlation_recall']}"
+                             if r.get("attribution") else "n/a"), ""),
         ("Peak RSS, MiB", "VmHWM per service: " + ", ".join(f"{k} {fmt(v)}" for k, v in svc.items()),
-         "≤ 512 each", fmt(max(svc.values())) if svc else "n/a", status("peak_rss_mib")),
+         "≤ 256 each", fmt(max(svc.values())) if svc else "n/a", status("peak_rss_mib")),
     ]
     lines = [
         f"Latest run: {r['timestamp']}, commit `{(r['commit'] or 'unknown')[:12]}`{' (dirty)' if r['dirty'] else ''}, "
         f"{r['cores']} cores, broker and Postgres co-located: {'yes' if r['colocated'] else 'no'}, "
-        f"load average before: {r['load_average_before']}. Postgres: "
+        f"load average before: {r['load_average_before']}; capacity figures are the median of "
+        f"{r['repeats']} runs. Postgres: "
         + (", ".join(f"{k} {v}" for k, v in sorted(r.get("postgres_settings", {}).items())) or "settings unknown")
         + " (`make tune-postgres`).",
         "",

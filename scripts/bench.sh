@@ -4,13 +4,17 @@
 # and the results table in bench/README.md. bench/README.md explains every figure.
 #
 # Phases, in order (each one a separate `achilles load` run):
-#   1. broker   raw rdkafka producer limit, same record size      BENCH_BROKER_SECONDS
+#   1. broker   raw rdkafka producer limit, same record size, with as many
+#               consumer groups reading as read the events topic   BENCH_BROKER_SECONDS
 #   2. ingest   closed loop, as fast as possible, + landed rate   BENCH_SECONDS (>= 60 for the figure)
+#   Phases 1 and 2 (the headline capacity figures) run BENCH_REPEATS times
+#   (default 2): the headline is the median, the spread (min-max) is shown.
 #   3. fresh    open loop at BENCH_FRESHNESS_RATE events/s        BENCH_PHASE_SECONDS
 #   4. nearsat  open loop at BENCH_NEAR_SAT_FRACTION x the sustained rate of phase 2
 #   5. api      open loop at BENCH_API_RATE requests/s, BENCH_API_BATCH events each
 #   6. read     open loop at BENCH_READ_RATE requests/s on the read endpoints (after ANALYZE)
 #   7. cluster  `achilles cluster --eval` on the vendored LogHub samples (tests/data/loghub)
+#      attribution  `achilles eval attribution` on the labelled sessions of shared/eval
 #   8. micro    criterion micro-benchmarks (cargo bench -p achilles-core), BENCH_MICRO=0 skips
 #   9. profile  only with BENCH_PROFILE=1: perf record of the API and raw sink under load
 # Peak RSS (VmHWM) of every service in .stack/*.pid is read at the end.
@@ -21,7 +25,10 @@
 # ACHILLES_KAFKA__BROKERS point at (BENCH_SINK_METRICS, BENCH_PROCESSOR_METRICS,
 # BENCH_AGENT_METRICS for the metrics addresses) and starts/stops nothing. Service processes are
 # found by the port they listen on (or BENCH_PIDS="api=PID raw-sink=PID ...").
-# BENCH_NO_BUILD=1 skips `cargo build --release --bins`.
+# BENCH_NO_BUILD=1 skips `cargo build --release --bins`. A run from a tree with
+# uncommitted changes is written to bench/results/<time>-dirty.json only: the
+# headline (latest.json, bench/README.md) needs a clean tree, or
+# BENCH_ALLOW_DIRTY=1 (which marks it dirty).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -44,6 +51,8 @@ BENCH_MICRO=${BENCH_MICRO:-1}
 BENCH_PROFILE=${BENCH_PROFILE:-0}
 BENCH_LOGHUB_DATA=${BENCH_LOGHUB_DATA:-$ROOT/tests/data/loghub}
 BENCH_STACK=${BENCH_STACK:-1}
+BENCH_REPEATS=${BENCH_REPEATS:-2}
+BENCH_ALLOW_DIRTY=${BENCH_ALLOW_DIRTY:-0}
 BENCH_SINK_METRICS=${BENCH_SINK_METRICS:-http://127.0.0.1:9101/metrics}
 BENCH_PROCESSOR_METRICS=${BENCH_PROCESSOR_METRICS:-http://127.0.0.1:9102/metrics}
 BENCH_AGENT_METRICS=${BENCH_AGENT_METRICS:-http://127.0.0.1:9103/metrics}
@@ -223,14 +232,21 @@ phase() {
 }
 NOTES=()
 
-phase broker --broker-limit --duration "$BENCH_BROKER_SECONDS"
+# repeat N: the suffix of the Nth run of a repeated phase ("" for the first).
+repeat() { (($1 == 1)) && echo "" || echo ".$1"; }
+for ((i = 1; i <= BENCH_REPEATS; i++)); do
+  phase "broker$(repeat $i)" --broker-limit --duration "$BENCH_BROKER_SECONDS" --seed "$((10 + i))"
+done
 # Every ingest phase waits (up to BENCH_SETTLE_TIMEOUT) for the consumers to
 # have no lag before it starts, and (up to BENCH_DRAIN_TIMEOUT) for its own
 # events to land and be derived after it: no phase measures another's backlog.
 METRICS=(--sink-metrics "$BENCH_SINK_METRICS" --processor-metrics "$BENCH_PROCESSOR_METRICS"
   --settle-timeout "$BENCH_SETTLE_TIMEOUT")
-phase ingest "${METRICS[@]}" --concurrency "$BENCH_CONCURRENCY" --batch-size "$BENCH_BATCH" \
-  --duration "$BENCH_SECONDS" --landing --derived off --drain-timeout "$BENCH_DRAIN_TIMEOUT"
+for ((i = 1; i <= BENCH_REPEATS; i++)); do
+  phase "ingest$(repeat $i)" "${METRICS[@]}" --concurrency "$BENCH_CONCURRENCY" \
+    --batch-size "$BENCH_BATCH" --duration "$BENCH_SECONDS" --landing --derived off \
+    --drain-timeout "$BENCH_DRAIN_TIMEOUT" --seed "$((20 + i))"
+done
 phase fresh "${METRICS[@]}" --rate "$BENCH_FRESHNESS_RATE" --batch-size "$BENCH_BATCH" \
   --concurrency "$BENCH_OPEN_CONCURRENCY" --duration "$BENCH_PHASE_SECONDS" --landing \
   --drain-timeout "$BENCH_DRAIN_TIMEOUT" --seed 2
@@ -266,6 +282,15 @@ if timeout 600 "$LOAD_BIN" cluster --eval "$BENCH_LOGHUB_DATA" >"$WORK/cluster.t
 else
   warn "phase cluster failed: $(tail -n 2 "$WORK/cluster.txt" 2>/dev/null)"
   echo "FAILED" >>"$WORK/cluster.txt"
+fi
+
+# ------------------------------------------------------------ attribution
+# Induced-error attribution scored on the project's labelled sessions
+# (shared/eval): precision and recall of the claims, break/fix accuracy.
+info "phase attribution: $LOAD_BIN eval attribution --json"
+if ! timeout 600 "$LOAD_BIN" eval attribution --json >"$WORK/attribution.json" 2>"$WORK/attribution.err"; then
+  warn "phase attribution failed: $(tail -n 2 "$WORK/attribution.err")"
+  jq -n --arg e "$(tail -n 3 "$WORK/attribution.err")" '{failed: $e}' >"$WORK/attribution.json"
 fi
 
 # ------------------------------------------------------------ memory
@@ -324,4 +349,5 @@ python3 "$ROOT/bench/render.py" \
       api_batch_size: $api_batch, read_rate_requests_per_s: $read_rate,
       open_loop_max_in_flight: $open_concurrency}')" \
   --brokers "$ACHILLES_KAFKA__BROKERS" --database-url "$DATABASE_URL" --clk-tck "$(getconf CLK_TCK)" \
+  --repeats "$BENCH_REPEATS" --allow-dirty "$BENCH_ALLOW_DIRTY" \
   --notes "$(printf '%s\n' "${NOTES[@]}")"

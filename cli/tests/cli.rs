@@ -3,6 +3,7 @@
 //! a person reads, pass their filters on, and `insights --follow` resumes
 //! a dropped stream with `Last-Event-ID`.
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -69,6 +70,14 @@ async fn fake_api() -> (String, Seen) {
             "/v1/webhooks" if req.method() == "POST" => {
                 json!({"id": "0190b3a2-0000-7000-8000-000000000001",
                  "url": "https://hooks.example.com/a", "severities": ["critical"], "secret": "whsec_abc"})
+            }
+            p if p.ends_with("/judge") && req.method() == "POST" => {
+                return (
+                    StatusCode::ACCEPTED,
+                    Json(json!({"session_id": "0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e5f", "status": "queued",
+                     "session_status": "timed_out", "event_count": 42})),
+                )
+                    .into_response();
             }
             "/v1/insights/stream" => {
                 let events = if last.is_empty() {
@@ -230,5 +239,22 @@ async fn insights_follow_resumes_after_the_last_event() {
     assert!(
         seen.iter().any(|r| r.ends_with("last-event-id=2")),
         "resumed after event 2: {seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn session_judge_posts_to_the_judge_route() {
+    let (base, seen) = fake_api().await;
+    let id = "0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e5f";
+    let (_, err) = run(&base, &["session", "judge", id]).await;
+    assert!(
+        err.contains("timed_out") && err.contains("42 events") && err.contains("queued"),
+        "{err}"
+    );
+    let seen = seen.0.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|r| r == &format!("POST /v1/sessions/{id}/judge")),
+        "{seen:?}"
     );
 }

@@ -4,6 +4,7 @@
 //! from stdout, exactly what a user runs. Nothing outside the repository is
 //! needed.
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -17,7 +17,7 @@ pub struct SessionsArgs {
     /// Only this model.
     #[arg(long)]
     pub model: Option<String>,
-    /// active, completed, failed or aborted.
+    /// active, completed, failed, aborted or timed_out.
     #[arg(long)]
     pub status: Option<String>,
     /// Started since: RFC 3339 or an age such as 24h, 7d.

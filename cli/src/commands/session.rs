@@ -1,4 +1,4 @@
-//! `achilles session start|end|show|report`.
+//! `achilles session start|end|show|report|judge`.
 
 use clap::Subcommand;
 use reqwest::Method;
@@ -37,6 +37,8 @@ pub enum SessionCommand {
     Show { id: String },
     /// The monitoring agent's report on a session (verdict, clusters, files, insights).
     Report(super::report::ReportArgs),
+    /// Judge an ended session again (deep mode; one verdict, updated).
+    Judge { id: String },
 }
 
 pub async fn run(client: &Client, cmd: SessionCommand) -> Result<(), CliError> {
@@ -86,6 +88,17 @@ pub async fn run(client: &Client, cmd: SessionCommand) -> Result<(), CliError> {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         SessionCommand::Report(a) => super::report::run(client, a).await?,
+        SessionCommand::Judge { id } => {
+            // Safe to repeat: judging again upserts the same verdict.
+            let v = client
+                .call_retrying(Method::POST, &format!("/v1/sessions/{id}/judge"), None, 3)
+                .await?;
+            eprintln!(
+                "session {id} ({}, {} events) queued for judging; see `achilles session report {id}`",
+                v["session_status"].as_str().unwrap_or("?"),
+                v["event_count"]
+            );
+        }
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! processor and the agent run in-process on a fresh database with a
 //! unique topic prefix ([`spawn_stack`]).
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use std::time::Duration;
 
 use achilles_agent::AgentService;
@@ -24,8 +25,12 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
+#[path = "agent/lifecycle.rs"]
+mod lifecycle;
 #[path = "agent/otlp.rs"]
 mod otlp;
+#[path = "agent/outage.rs"]
+mod outage;
 #[path = "agent/push.rs"]
 mod push;
 

@@ -51,6 +51,10 @@ pub enum ApiError {
     /// `Idempotency-Key` is not a UUIDv7.
     #[error("{0}")]
     BadIdempotencyKey(String),
+    /// The resource is not in a state that allows the request (e.g.
+    /// judging a session that has not ended).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
 }
 
 impl From<Throttled> for ApiError {
@@ -90,7 +94,7 @@ pub struct ErrorDetail {
     /// Stable code: unauthorized, not_found, invalid_json, invalid_id,
     /// invalid_request, invalid_idempotency_key, payload_too_large,
     /// validation_failed, all_rejected, rate_limited, unavailable,
-    /// dependency_failed, internal_error.
+    /// dependency_failed, internal_error, session_active.
     pub code: String,
     pub message: String,
     /// For `validation_failed` the list of problems (`field`, `code`,
@@ -113,6 +117,7 @@ impl ApiError {
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
         }
     }
 
@@ -129,6 +134,7 @@ impl ApiError {
             Self::Internal(_) => "internal_error",
             Self::RateLimited(_) => "rate_limited",
             Self::BadIdempotencyKey(_) => "invalid_idempotency_key",
+            Self::Conflict { code, .. } => code,
         }
     }
 

@@ -4,6 +4,7 @@
 //! consumer groups, an API on port 0 and (when asked) a raw sink, so the
 //! whole HTTP → Kafka → Postgres path runs for real.
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use std::time::Duration;
 
 use achilles_api::Application;
@@ -21,6 +22,8 @@ use tokio::sync::oneshot;
 
 #[path = "api/answers.rs"]
 mod answers;
+#[path = "api/judge.rs"]
+mod judge;
 #[path = "api/otlp.rs"]
 mod otlp;
 #[path = "api/push.rs"]

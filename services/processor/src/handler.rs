@@ -7,6 +7,12 @@
 //! and the session-ended notices (through the outbox). Positions, state
 //! checkpoints, duplicates and dead letters are the runtime's.
 //!
+//! A session is ended by its `session_end` record: the producer's, or a
+//! `timed_out` one from the [`crate::reaper`] (which never replaces the
+//! producer's). An event applied to an ended session publishes the
+//! session-ended notice again (at most once per batch), so deep mode
+//! re-judges it with the late event counted.
+//!
 //! Outbox records keep the trace context of the record that caused them:
 //! a session-ended notice the session end's, so the monitoring agent's
 //! report joins the session end's trace.
@@ -56,13 +62,25 @@ pub struct Batch {
     correlations: derived::CorrelationChanges,
     fixes: Vec<FixRow>,
     templates: HashMap<TemplateKey, TemplateDelta>,
-    /// Sessions whose end changed, with the end record's trace and status.
-    ended: Vec<(Uuid, Option<SpanContext>, &'static str)>,
+    /// Sessions to publish a session-ended notice for: those whose end
+    /// changed, and ended sessions that took a late event (re-judged).
+    ended: Vec<Ended>,
     /// The rows written, for the metrics once committed.
     written: Vec<CorrelationRow>,
     late: u64,
     too_late: u64,
     new_templates: u64,
+}
+
+/// One session-ended notice to publish: the trace of the record that
+/// caused it, and why.
+pub struct Ended {
+    id: Uuid,
+    trace: Option<SpanContext>,
+    /// The end's status, when the end itself changed (counted in
+    /// `achilles_sessions_ended_total`); `None` for a late event after the
+    /// end, which republishes the notice so deep mode judges again.
+    new_end: Option<&'static str>,
 }
 
 impl Stage for Processor {
@@ -99,13 +117,32 @@ impl Stage for Processor {
             Record::SessionStart(s) => st.apply_start(&s),
             Record::SessionEnd(e) => {
                 let before = (st.ended_at, st.end_status.clone());
-                st.apply_end(&e);
+                // A timeout never replaces the producer's own end (it may
+                // have been published while that end was on its way).
+                let current = st.end_status.as_deref().and_then(SessionStatus::parse);
+                if e.status.may_replace(current) {
+                    st.apply_end(&e);
+                }
                 if before != (st.ended_at, st.end_status.clone()) {
-                    out.ended.retain(|(id, _, _)| *id != sid);
-                    out.ended.push((sid, input.trace, e.status.as_str()));
+                    out.ended.retain(|x| x.id != sid);
+                    out.ended.push(Ended {
+                        id: sid,
+                        trace: input.trace,
+                        new_end: Some(e.status.as_str()),
+                    });
                 }
             }
             Record::Event(e) => {
+                // An event after the end (a timed-out session that was
+                // only idle, a slow producer): the summary changes, so the
+                // session is judged again, once per batch.
+                if st.is_ended() && !out.ended.iter().any(|x| x.id == sid) {
+                    out.ended.push(Ended {
+                        id: sid,
+                        trace: input.trace.clone(),
+                        new_end: None,
+                    });
+                }
                 let fx = st.apply_event(&e, &self.engine);
                 match fx.lateness {
                     Lateness::OnTime => {}
@@ -170,8 +207,8 @@ impl Stage for Processor {
             let st = &s.state;
             let sum = Summary::compute(&st.counters, st.started_at, st.ended_at);
             summaries.push(summary_row(s.id, &sum, st.is_ended()));
-            if let Some((_, trace, _)) = out.ended.iter().find(|(id, _, _)| *id == s.id) {
-                notices.extend(self.session_ended(s, &sum, trace.as_ref())?);
+            if let Some(x) = out.ended.iter().find(|x| x.id == s.id) {
+                notices.extend(self.session_ended(s, &sum, x.trace.as_ref())?);
             }
         }
         // Session rows last, locked in id order only from here to the
@@ -199,8 +236,13 @@ impl Stage for Processor {
         metrics::CLUSTER_OCCURRENCES
             .with_label_values(&[NAME])
             .inc_by(out.templates.values().map(|d| d.count as u64).sum());
-        for (_, _, status) in &out.ended {
-            metrics::SESSIONS_ENDED.with_label_values(&[status]).inc();
+        for x in &out.ended {
+            match x.new_end {
+                Some(status) => metrics::SESSIONS_ENDED.with_label_values(&[status]).inc(),
+                None => metrics::SESSION_REJUDGES
+                    .with_label_values(&["late_event"])
+                    .inc(),
+            }
         }
     }
 

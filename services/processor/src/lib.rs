@@ -7,13 +7,15 @@
 //! (`consumer_state`) with every batch, so whichever instance owns its
 //! partition can continue it after a rebalance or a crash. The processor is
 //! a [`achilles_runtime::Stage`] ([`handler`]); the exactly-once argument
-//! is the runtime's. [`engine`] holds the rules, [`db`] the SQL.
+//! is the runtime's. [`engine`] holds the rules, [`db`] the SQL. The
+//! [`reaper`] ends idle sessions (`timed_out`) through the events topic.
 
 pub mod clusters;
 pub mod db;
 pub mod engine;
 pub mod evaluate;
 pub mod handler;
+pub mod reaper;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ pub struct ProcessorService {
     ops_listener: TcpListener,
     ops_addr: SocketAddr,
     pool: sqlx::PgPool,
+    reaper: Option<reaper::Reaper>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,10 +77,16 @@ impl ProcessorService {
         let dead_letter_topic = topics.name(Topic::DeadLetter);
         let stage = handler::Processor {
             engine: engine::EngineConfig::from_settings(p),
-            topics,
+            topics: topics.clone(),
             mask_rules,
         };
         let (ops_listener, ops_addr) = ops::bind(&p.metrics_listen).await?;
+        let producer = kafka::producer(&s.kafka)?;
+        let reaper = reaper::Reaper::new(
+            pool.clone(),
+            achilles_core::publisher::Publisher::new(producer.clone(), &topics),
+            &s.session,
+        );
         Ok(Self {
             consumer_loop: ExactlyOnce::new(
                 stage,
@@ -89,12 +98,13 @@ impl ProcessorService {
                 StepSettings::from_settings(&s.consumer),
                 wake.clone(),
             ),
-            producer: kafka::producer(&s.kafka)?,
+            producer,
             dead_letter_topic,
             wake,
             ops_listener,
             ops_addr,
             pool,
+            reaper,
         })
     }
 
@@ -102,14 +112,20 @@ impl ProcessorService {
         self.ops_addr
     }
 
-    /// Runs the consumer loop, the outbox publisher and the ops server until
-    /// `shutdown` resolves.
+    /// Runs the consumer loop, the outbox publisher, the session reaper and
+    /// the ops server until `shutdown` resolves.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop, driver) = Shutdown::new(shutdown);
-        let (_, _, _, ops) = tokio::join!(
+        let reaper = async {
+            if let Some(r) = self.reaper {
+                r.run(stop.wait()).await;
+            }
+        };
+        let (_, _, _, _, ops) = tokio::join!(
+            reaper,
             driver,
             self.consumer_loop.run_until(stop.wait()),
             achilles_runtime::outbox::run(

@@ -172,7 +172,9 @@ pub async fn upsert_session_starts(
 }
 
 /// Marks sessions ended. Idempotent: a re-delivered end writes the same
-/// values again.
+/// values again. A `timed_out` end only ends an active (or timed-out)
+/// session: published while the producer's own end was still on its way,
+/// it must not undo that end ([`achilles_core::model::SessionStatus::may_replace`]).
 pub async fn apply_session_ends(
     conn: &mut PgConnection,
     ends: &[&SessionEnd],
@@ -188,7 +190,8 @@ pub async fn apply_session_ends(
         "UPDATE sessions s SET status = t.status, ended_at = t.ended_at, updated_at = now()
          FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::text[])
               AS t(id, tenant_id, ended_at, status)
-         WHERE s.id = t.id AND s.tenant_id = t.tenant_id",
+         WHERE s.id = t.id AND s.tenant_id = t.tenant_id
+           AND (t.status <> 'timed_out' OR s.status IN ('active', 'timed_out'))",
     )
     .bind(&ids)
     .bind(&tenants)

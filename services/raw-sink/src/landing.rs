@@ -7,6 +7,9 @@
 //! writes them in one transaction. Idempotent on its own as well: events
 //! insert with `ON CONFLICT DO NOTHING` on (session, hash) and id, session
 //! starts only fill in placeholders, ends write the same values again.
+//! A `timed_out` end (the processor's reaper) lands like any end, except
+//! that it never replaces a producer's own end; events after it land and
+//! count as usual (the session stays `timed_out` until a real end).
 //!
 //! Records that can never land are dead-lettered, never dropped: besides
 //! what the runtime parks (undecodable, another tenant's session, anything
@@ -71,7 +74,13 @@ impl Stage for Landing {
             }
             Record::Event(e) => out.events.push((e, input.ingested_at, input.source)),
             Record::SessionEnd(e) => {
-                out.ends.insert(e.session_id.as_uuid(), e);
+                // A timeout never replaces a producer's end (the same rule
+                // as in SQL, for two ends in one batch).
+                let sid = e.session_id.as_uuid();
+                let current = out.ends.get(&sid).map(|c| c.status);
+                if e.status.may_replace(current) {
+                    out.ends.insert(sid, e);
+                }
             }
         }
         Ok(())

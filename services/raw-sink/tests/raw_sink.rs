@@ -2,6 +2,7 @@
 //! direct-to-Kafka intake, dead-lettering, idempotent replays and crash
 //! recovery of the real binary under SIGKILL.
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use std::time::Duration;
 
 use achilles_core::config::Settings;
@@ -796,5 +797,100 @@ async fn the_gate_scrubs_credentials_before_republishing() {
         .await,
         1,
         "the session metadata is scrubbed and keeps user and host"
+    );
+}
+
+/// A `timed_out` end (the processor's reaper) never replaces a producer's
+/// end, whether they land in one batch or in two; a producer's end after
+/// the timeout replaces it; an event after the timeout lands.
+#[tokio::test]
+async fn a_timeout_never_replaces_a_real_end_and_a_real_end_replaces_a_timeout() {
+    use achilles_core::model::{SessionEnd, SessionId, SessionStatus};
+    let t = spawn_sink(true).await;
+    let now = achilles_core::model::truncate_to_micros(Utc::now());
+    let end = |sid: &str, status: SessionStatus, secs: i64| Envelope {
+        ingested_at: now,
+        record: Record::SessionEnd(SessionEnd {
+            tenant: acme(),
+            session_id: SessionId::parse(sid).unwrap(),
+            ended_at: now + chrono::Duration::seconds(secs),
+            status,
+        }),
+    };
+    let publish = |envs: Vec<Envelope>| async {
+        for e in envs {
+            let key = e.record.session_id().to_string();
+            t.produce(Topic::Events, &key, &encode_envelope(&e).unwrap(), None)
+                .await;
+        }
+    };
+    let pool = t.db.pool.clone();
+    let status_of = |sid: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, chrono::DateTime<Utc>)>(&format!(
+                "SELECT status, ended_at FROM sessions WHERE id = '{sid}'"
+            ))
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (a, mut a_envs) = session_envelopes(1);
+    let (b, mut b_envs) = session_envelopes(1);
+    let (c, mut c_envs) = session_envelopes(0);
+    let (a_event, b_event) = (a_envs.pop().unwrap(), b_envs.pop().unwrap());
+    // A ends completed; B and C time out.
+    a_envs.push(end(&a, SessionStatus::Completed, 5));
+    b_envs.push(end(&b, SessionStatus::TimedOut, 1));
+    // C: the timeout right behind the real end, in one batch.
+    c_envs.push(end(&c, SessionStatus::Aborted, 3));
+    c_envs.push(end(&c, SessionStatus::TimedOut, 1));
+    publish(a_envs.into_iter().chain(b_envs).chain(c_envs).collect()).await;
+    for (sid, want) in [(&a, "completed"), (&b, "timed_out"), (&c, "aborted")] {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{sid} {want}"),
+            || async {
+                status_of(sid.clone())
+                    .await
+                    .filter(|(s, _)| s == want)
+                    .map(|_| ())
+            },
+        )
+        .await;
+    }
+    // Second batch: a late timeout for A, an event and then a real end for B.
+    publish(vec![
+        end(&a, SessionStatus::TimedOut, 1),
+        a_event,
+        b_event,
+        end(&b, SessionStatus::Failed, 9),
+    ])
+    .await;
+    eventually(Duration::from_secs(30), "both events landed", || async {
+        (t.count(&format!(
+            "SELECT count(*) FROM events WHERE session_id IN ('{a}', '{b}')"
+        ))
+        .await
+            == 2)
+            .then_some(())
+    })
+    .await;
+    // A's event was keyed after its timeout: the timeout was applied (or
+    // refused) by now.
+    assert_eq!(
+        status_of(a.clone()).await,
+        Some(("completed".into(), now + chrono::Duration::seconds(5)))
+    );
+    eventually(Duration::from_secs(30), "B failed", || async {
+        status_of(b.clone())
+            .await
+            .filter(|x| *x == ("failed".into(), now + chrono::Duration::seconds(9)))
+    })
+    .await;
+    assert_eq!(
+        status_of(c.clone()).await,
+        Some(("aborted".into(), now + chrono::Duration::seconds(3)))
     );
 }

@@ -31,17 +31,23 @@ const MAX_RULE_BYTES: usize = 1 << 20;
 /// tenants it applies to (empty: every tenant).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSpec {
+    /// Unique name, used in errors.
     pub name: String,
+    /// A `regex` crate pattern; every match becomes `<*>`.
     pub pattern: String,
+    /// Tenants it applies to; empty: every tenant.
     pub tenants: Vec<String>,
 }
 
 /// Why a rule was refused. Configuration errors: the process must not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
+    /// The pattern does not compile.
     #[error("masking rule {rule:?}: invalid pattern: {source}")]
     InvalidPattern {
+        /// The rule's name.
         rule: String,
+        /// What the regex parser said.
         #[source]
         source: regex::Error,
     },
@@ -49,11 +55,23 @@ pub enum RuleError {
         "masking rule {rule:?}: the pattern matches the empty string, which would put a wildcard \
          between every two characters"
     )]
-    MatchesEmpty { rule: String },
+    /// The pattern matches the empty string.
+    MatchesEmpty {
+        /// The rule's name.
+        rule: String,
+    },
+    /// A rule without a name.
     #[error("masking rule number {position} has no name")]
-    Unnamed { position: usize },
+    Unnamed {
+        /// Its 1-based position in the configuration.
+        position: usize,
+    },
+    /// Two rules with one name.
     #[error("masking rule {rule:?} is defined twice")]
-    Duplicate { rule: String },
+    Duplicate {
+        /// The name used twice.
+        rule: String,
+    },
 }
 
 /// The rules that apply to one tenant, in configuration order. Cloning is
@@ -62,6 +80,7 @@ pub enum RuleError {
 pub struct MaskRules(Arc<[Regex]>);
 
 impl MaskRules {
+    /// No rules apply (the default).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

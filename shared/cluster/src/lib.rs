@@ -55,6 +55,8 @@
 //! assert_eq!(c.template(id), Some("session closed for user <*>"));
 //! ```
 
+#![warn(missing_docs)]
+
 mod agreement;
 mod classify;
 mod clusterer;

@@ -6,6 +6,7 @@
 //! durations, timestamps, base64 and hex blobs), so the test fails if a kind
 //! of value splits a template or a value-free difference merges two.
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use achilles_cluster::{cluster_batch, eval::grouping_accuracy, Config};
 
 /// xorshift64*: deterministic values without a dependency.

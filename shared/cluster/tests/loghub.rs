@@ -4,6 +4,7 @@
 //! batch per dataset, default configuration) and scored with the project's
 //! own grouping-accuracy evaluator ([`achilles_cluster::eval`]).
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use std::path::PathBuf;
 
 use achilles_cluster::{cluster_batch, eval::grouping_accuracy, Config};

@@ -5,6 +5,7 @@
 //! tool's own error code or message template. The corpus is committed, so
 //! this test needs none of those tools.
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 

@@ -47,6 +47,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub cluster: ClusterSettings,
     pub scrub: ScrubSettings,
+    pub session: SessionSettings,
 }
 
 /// `[cluster]`: error clustering. Operator-defined masking rules, run after
@@ -636,6 +637,26 @@ impl ScrubSettings {
     }
 }
 
+/// `[session]`: the session lifecycle. A session with no record for
+/// `idle_timeout_ms` is ended with status `timed_out` by the processor's
+/// reaper, which looks every `reaper_interval_ms` (docs/processing.md,
+/// "Idle sessions"). `idle_timeout_ms = 0` turns the reaper off.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSettings {
+    pub idle_timeout_ms: u64,
+    pub reaper_interval_ms: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            idle_timeout_ms: 30 * 60 * 1000,
+            reaper_interval_ms: 30_000,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
@@ -889,6 +910,19 @@ mod tests {
             let s: Settings = Settings::figment(Some("bad.toml".into())).extract()?;
             let err = s.scrub.compile().expect_err("invalid pattern");
             assert!(err.to_string().contains("broken-rule"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_idle_timeout_defaults_to_30_minutes_and_reads_its_variable() {
+        figment::Jail::expect_with(|jail| {
+            let s: Settings = Settings::figment(None).extract()?;
+            assert_eq!(s.session.idle_timeout_ms, 1_800_000);
+            assert_eq!(s.session.reaper_interval_ms, 30_000);
+            jail.set_env("ACHILLES_SESSION__IDLE_TIMEOUT_MS", "1500");
+            let s: Settings = Settings::figment(None).extract()?;
+            assert_eq!(s.session.idle_timeout_ms, 1500);
             Ok(())
         });
     }

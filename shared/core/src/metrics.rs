@@ -353,6 +353,19 @@ counter_vec!(
     "Secrets replaced by a [REDACTED:rule] marker before publishing, by built-in rule (operator rules: custom).",
     ["rule"]
 );
+// Session lifecycle (issue 14): idle timeouts and re-judging.
+counter_vec!(
+    SESSIONS_TIMED_OUT,
+    "achilles_sessions_timed_out_total",
+    "Timeout ends the processor's reaper published, by the clock that ran out (wall or event).",
+    ["clock"]
+);
+counter_vec!(
+    SESSION_REJUDGES,
+    "achilles_session_rejudges_total",
+    "Session-ended records published again for an ended session, by cause (late_event or request).",
+    ["cause"]
+);
 
 fn register_all(r: &Registry) {
     let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -399,6 +412,8 @@ fn register_all(r: &Registry) {
         Box::new(WEBHOOK_DELIVERIES.clone()),
         Box::new(WEBHOOK_LATENCY.clone()),
         Box::new(REDACTIONS.clone()),
+        Box::new(SESSIONS_TIMED_OUT.clone()),
+        Box::new(SESSION_REJUDGES.clone()),
     ];
     for c in collectors {
         // Each metric is registered exactly once, here; a duplicate name is
@@ -479,6 +494,12 @@ pub fn init_series(consumers: &[&str]) {
     }
     for outcome in ["delivered", "failed", "dead", "refused"] {
         WEBHOOK_DELIVERIES.with_label_values(&[outcome]);
+    }
+    for clock in ["wall", "event"] {
+        SESSIONS_TIMED_OUT.with_label_values(&[clock]);
+    }
+    for cause in ["late_event", "request"] {
+        SESSION_REJUDGES.with_label_values(&[cause]);
     }
 }
 

@@ -38,6 +38,7 @@ use crate::trace::BatchTrace;
 /// Processes one batch. Must be idempotent: a crash between its effects
 /// and the offset commit replays the batch.
 pub trait BatchHandler: Send + Sync {
+    /// Handles `batch`: `Ok` when its effects are durable, else an error whose disposition the loop acts on.
     fn handle(
         &self,
         batch: &[OwnedMessage],
@@ -47,12 +48,16 @@ pub trait BatchHandler: Send + Sync {
 /// How a loop batches, retries and stops.
 #[derive(Clone, Copy, Debug)]
 pub struct LoopSettings {
+    /// How records are gathered into batches.
     pub shape: BatchShape,
+    /// First back-off after a retryable failure (doubling up to 5 s).
     pub retry_backoff: Duration,
+    /// How long a stop request may keep retrying the batch in hand.
     pub shutdown_deadline: Duration,
 }
 
 impl LoopSettings {
+    /// The loop settings of `[consumer]`.
     pub fn from_settings(c: &achilles_core::config::ConsumerSettings) -> Self {
         Self {
             shape: BatchShape {
@@ -65,6 +70,7 @@ impl LoopSettings {
     }
 }
 
+/// An at-least-once consumer loop: fetch a batch, hand it to `H`, commit the offsets once it is handled.
 pub struct ConsumerLoop<H> {
     name: &'static str,
     consumer: StreamConsumer<ConsumerCtx>,
@@ -76,7 +82,9 @@ pub struct ConsumerLoop<H> {
 /// What one step did, for tests and logs.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct StepReport {
+    /// Records taken from Kafka.
     pub records: usize,
+    /// Attempts the batch took (1 without retries).
     pub attempts: usize,
 }
 
@@ -126,6 +134,7 @@ where
 }
 
 impl<H: BatchHandler> ConsumerLoop<H> {
+    /// A loop of `handler` over `consumer`.
     pub fn new(
         consumer: StreamConsumer<ConsumerCtx>,
         handler: H,
@@ -141,10 +150,12 @@ impl<H: BatchHandler> ConsumerLoop<H> {
         }
     }
 
+    /// The Kafka consumer (for tests and metrics).
     pub fn consumer(&self) -> &StreamConsumer<ConsumerCtx> {
         &self.consumer
     }
 
+    /// The batch handler.
     pub fn handler(&self) -> &H {
         &self.handler
     }

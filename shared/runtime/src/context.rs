@@ -20,7 +20,9 @@ use achilles_core::metrics;
 /// A partition assigned to or revoked from this consumer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
+    /// The partition was assigned (topic, partition).
     Assigned(String, i32),
+    /// The partition was revoked (topic, partition).
     Revoked(String, i32),
 }
 
@@ -43,10 +45,12 @@ impl Shared {
         std::mem::take(&mut *lock(&self.changes))
     }
 
+    /// Records the next offset to read of a partition, for the lag metric.
     pub fn set_position(&self, topic: &str, partition: i32, next: i64) {
         lock(&self.positions).insert((topic.to_owned(), partition), next);
     }
 
+    /// Forgets a revoked partition's position.
     pub fn forget_position(&self, topic: &str, partition: i32) {
         lock(&self.positions).remove(&(topic.to_owned(), partition));
     }
@@ -61,11 +65,14 @@ impl Shared {
 /// Named after the loop it serves (`landing`, `gate`, ...), which is the
 /// `consumer` label of every consumer metric.
 pub struct ConsumerCtx {
+    /// The consumer's metric label.
     pub name: &'static str,
+    /// State shared with the rebalance callbacks.
     pub shared: Arc<Shared>,
 }
 
 impl ConsumerCtx {
+    /// A context for the consumer named `name`.
     pub fn new(name: &'static str) -> Self {
         Self {
             name,

@@ -18,11 +18,15 @@ use achilles_core::wire::dead_letter::DeadLetter;
 
 /// A record to park, with its reason.
 pub struct Rejected<'a> {
+    /// The record refused.
     pub message: &'a OwnedMessage,
+    /// Stable machine-readable reason (a header of the dead letter).
     pub reason_code: &'static str,
+    /// Human-readable reason.
     pub reason: String,
 }
 
+/// Publishes refused records to the dead-letter topic, with their reason in headers.
 #[derive(Clone)]
 pub struct DeadLetterSink {
     producer: FutureProducer,
@@ -32,6 +36,7 @@ pub struct DeadLetterSink {
 }
 
 impl DeadLetterSink {
+    /// A sink publishing with `producer` to the dead-letter topic of `topics`.
     pub fn new(
         producer: FutureProducer,
         topics: &Topics,

@@ -31,10 +31,13 @@ pub fn is_data_error(e: &sqlx::Error) -> bool {
 /// An error of an at-least-once handler ([`crate::BatchHandler`]).
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
+    /// Postgres failed (retryable unless the error is about the data).
     #[error("postgres: {0}")]
     Database(#[from] sqlx::Error),
+    /// The broker did not take a record in time (retryable).
     #[error("publishing: {0}")]
     Publish(#[from] PublishError),
+    /// The Kafka client failed (retryable).
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     /// The batch depends on work another consumer has not finished yet
@@ -72,10 +75,13 @@ impl Classify for HandlerError {
 /// An error of the exactly-once step ([`crate::exactly_once`]).
 #[derive(Debug, thiserror::Error)]
 pub enum StepError {
+    /// Postgres failed (retryable unless the error is about the data).
     #[error("postgres: {0}")]
     Database(#[from] sqlx::Error),
+    /// The Kafka client failed (retryable).
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A record could not be encoded (dead-lettered).
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// Another instance wrote these partitions since this one did: their

@@ -79,17 +79,26 @@ use crate::transaction::Undo;
 /// Knobs of the step, from `[consumer]`.
 #[derive(Clone, Debug)]
 pub struct StepSettings {
+    /// Batching, back-off and shutdown deadline.
     pub loop_settings: LoopSettings,
+    /// Event-time window of each session's remembered hashes (µs).
     pub dedup_window_us: i64,
+    /// At most this many hashes remembered per session.
     pub dedup_max: usize,
+    /// Session states kept in memory.
     pub cache_sessions: usize,
+    /// Commit with `synchronous_commit = on`.
     pub synchronous_commit: bool,
+    /// Where to resume when a stored position no longer fits the topic.
     pub on_stale: achilles_core::config::StalePositionPolicy,
+    /// How often session states are checkpointed.
     pub checkpoint_interval: Duration,
+    /// Checkpoint early once this many sessions changed.
     pub checkpoint_max_dirty: usize,
 }
 
 impl StepSettings {
+    /// The step settings of `[consumer]`.
     pub fn from_settings(c: &ConsumerSettings) -> Self {
         Self {
             loop_settings: LoopSettings::from_settings(c),
@@ -111,7 +120,9 @@ pub struct StepReport {
     pub records: usize,
     /// Records applied (not replays, duplicates or parked).
     pub applied: usize,
+    /// Records refused for good and dead-lettered.
     pub parked: usize,
+    /// Attempts the batch took (1 without retries).
     pub attempts: usize,
 }
 
@@ -159,6 +170,7 @@ pub(crate) struct Applied {
 }
 
 impl<S: Stage> ExactlyOnce<S> {
+    /// A driver of `stage` over `consumer`, with its positions in `pool`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         stage: S,
@@ -189,10 +201,12 @@ impl<S: Stage> ExactlyOnce<S> {
         }
     }
 
+    /// The stage.
     pub fn stage(&self) -> &S {
         &self.stage
     }
 
+    /// The Kafka consumer (for tests and metrics).
     pub fn consumer(&self) -> &StreamConsumer<ConsumerCtx> {
         &self.consumer
     }

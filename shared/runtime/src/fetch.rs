@@ -20,7 +20,9 @@ use crate::context::ConsumerCtx;
 /// How a batch is gathered.
 #[derive(Clone, Copy, Debug)]
 pub struct BatchShape {
+    /// At most this many records per batch.
     pub max_records: usize,
+    /// Extra wait for more records once the queue ran dry (zero: none).
     pub linger: Duration,
 }
 

@@ -25,6 +25,8 @@
 //! * [`trace`] — a span per batch, linked to (and, with OTLP export, a span
 //!   in) the trace of every record it holds.
 
+#![warn(missing_docs)]
+
 pub mod consumer_loop;
 pub mod context;
 pub mod dead_letter;

@@ -37,12 +37,14 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
+/// Binds the ops listener (`/metrics`, `/healthz`, `/readyz`) on `listen`.
 pub async fn bind(listen: &str) -> std::io::Result<(TcpListener, SocketAddr)> {
     let l = TcpListener::bind(listen).await?;
     let addr = l.local_addr()?;
     Ok((l, addr))
 }
 
+/// Serves the ops endpoints until shutdown.
 pub async fn serve(
     listener: TcpListener,
     pool: PgPool,

@@ -27,10 +27,14 @@ use achilles_core::db::outbox::{self, OutboxRecord};
 use achilles_core::metrics;
 use achilles_core::wire::dead_letter::DeadLetter;
 
+/// Why an outbox flush failed; the flush is tried again (records the broker
+/// refuses for good were parked on the dead-letter topic already).
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
+    /// Postgres failed.
     #[error("postgres: {0}")]
     Db(#[from] sqlx::Error),
+    /// Records the broker did not acknowledge (retryable).
     #[error("kafka: {0}")]
     Kafka(String),
 }

@@ -55,7 +55,9 @@ use crate::error::StepError;
 /// A stored position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stored {
+    /// The next offset to read.
     pub next: i64,
+    /// CRC-32 of the last applied record, when stored.
     pub checksum: Option<i64>,
     /// Where re-applying to state starts (the checkpoint), `<= next`.
     pub replay_from: i64,
@@ -70,7 +72,9 @@ pub fn checksum(m: &OwnedMessage) -> i64 {
 /// are current as of (the checkpoint, at or before the position).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Locked {
+    /// The next offset to read.
     pub next: i64,
+    /// Offset the sessions' checkpointed state is current as of.
     pub checkpoint: i64,
 }
 
@@ -229,8 +233,11 @@ enum Pending {
 /// Why a stored position was reset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stale {
+    /// The stored position lies beyond the end of the log.
     AheadOfLog,
+    /// The record before the stored position is not the one applied there.
     ChecksumMismatch,
+    /// The stored position lies before the log start (truncated).
     BehindLogStart,
 }
 
@@ -261,6 +268,7 @@ enum Verdict {
 }
 
 impl Guard {
+    /// A guard for `group` on `topic` applying `policy` to stale positions.
     pub fn new(group: String, topic: String, policy: StalePositionPolicy) -> Self {
         Self {
             group,
@@ -275,6 +283,7 @@ impl Guard {
         self.pending.insert(partition, Pending::Unchecked);
     }
 
+    /// Forgets a revoked partition.
     pub fn revoked(&mut self, partition: i32) {
         self.pending.remove(&partition);
     }

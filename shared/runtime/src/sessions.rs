@@ -27,8 +27,11 @@ use achilles_core::model::TenantId;
 
 /// One session as a stage sees it.
 pub struct Session<S> {
+    /// The session.
     pub id: Uuid,
+    /// Its tenant (never changes).
     pub tenant: TenantId,
+    /// The stage's state of it.
     pub state: S,
     /// Distinct events this consumer applied to the session.
     pub applied: i64,
@@ -89,11 +92,13 @@ fn prefix(h: &EventHash) -> u64 {
 }
 
 impl Recent {
+    /// Whether the hash was seen.
     pub fn contains(&self, h: &EventHash) -> bool {
         let p = prefix(h);
         self.entries.iter().any(|(x, _)| *x == p)
     }
 
+    /// Remembers a hash at event time `t` (µs), keeping `window_us` of event time and at most `max` hashes.
     pub fn add(&mut self, h: &EventHash, t: i64, window_us: i64, max: usize) {
         self.entries.push((prefix(h), t));
         if t > self.newest {
@@ -107,10 +112,12 @@ impl Recent {
         }
     }
 
+    /// Hashes remembered.
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    /// No hash remembered.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -125,6 +132,7 @@ impl Recent {
         out
     }
 
+    /// Decodes the stored form; `None` if it is not one.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         if !bytes.len().is_multiple_of(16) {
             return None;

@@ -8,6 +8,7 @@ use std::future::Future;
 
 use tokio::sync::watch;
 
+/// A shutdown signal that any number of tasks can wait on.
 #[derive(Clone)]
 pub struct Shutdown {
     rx: watch::Receiver<bool>,

@@ -94,7 +94,9 @@ pub fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, String> {
 
 /// One decoded record handed to [`Stage::apply`].
 pub struct Input {
+    /// The decoded record.
     pub record: Record,
+    /// When the API or gate accepted it.
     pub ingested_at: DateTime<Utc>,
     /// The source record's trace context, if it carried one.
     pub trace: Option<SpanContext>,
@@ -105,7 +107,9 @@ pub struct Input {
 /// Why a record cannot be applied.
 #[derive(Debug)]
 pub struct Refused {
+    /// Stable machine-readable reason.
     pub code: &'static str,
+    /// Human-readable reason.
     pub reason: String,
 }
 

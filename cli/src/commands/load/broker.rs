@@ -9,7 +9,11 @@
 //! much of the broker's capacity the ingest path leaves on the table.
 //!
 //! Records go to a bench-only topic (deleted afterwards, since Tansu keeps
-//! everything in memory), so no consumer of the pipeline sees them.
+//! everything in memory), so no consumer of the pipeline sees them. To
+//! compare like with like, `readers` consumer groups read that topic while
+//! it is written (as landing, the processor and light mode read the events
+//! topic while the API writes it; the broker's cost grows with the groups
+//! fetching), with the services' fetch settings; they only count records.
 
 use std::time::{Duration, Instant};
 
@@ -42,6 +46,39 @@ pub struct BrokerArgs {
     pub window: usize,
     pub keep_topic: bool,
     pub seed: u64,
+    /// Consumer groups reading the bench topic during the run.
+    pub readers: usize,
+}
+
+/// One consumer group reading `topic` until `stop`, counting records.
+fn spawn_reader(
+    s: &Settings,
+    topic: &str,
+    group: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<u64>, CliError> {
+    use rdkafka::consumer::Consumer;
+    let mut k = s.kafka.clone();
+    k.extra
+        .entry("fetch.wait.max.ms".into())
+        .or_insert_with(|| s.consumer.fetch_wait_max_ms.to_string());
+    let consumer =
+        achilles_core::kafka::consumer(&k, &group, rdkafka::consumer::DefaultConsumerContext)
+            .map_err(|e| CliError::Other(format!("cannot create a reader: {e}")))?;
+    consumer
+        .subscribe(&[topic])
+        .map_err(|e| CliError::Other(format!("cannot subscribe to {topic}: {e}")))?;
+    let mut stop = stop;
+    Ok(tokio::spawn(async move {
+        let mut read = 0u64;
+        loop {
+            tokio::select! {
+                m = consumer.recv() => if m.is_ok() { read += 1 },
+                _ = stop.changed() => break,
+            }
+        }
+        read
+    }))
 }
 
 fn admin(k: &KafkaSettings) -> Result<AdminClient<DefaultClientContext>, CliError> {
@@ -119,6 +156,12 @@ pub async fn run(a: BrokerArgs, report: &mut Report) -> Result<(), CliError> {
         }
     }
 
+    let (stop_readers, stop_rx) = tokio::sync::watch::channel(false);
+    let mut readers = Vec::new();
+    for i in 0..a.readers {
+        let group = format!("{topic}.reader-{i}-{}", std::process::id());
+        readers.push(spawn_reader(&settings, &topic, group, stop_rx.clone())?);
+    }
     let pool = record_pool(a.seed)?;
     let producer = achilles_core::kafka::producer(k)
         .map_err(|e| CliError::Other(format!("cannot create a Kafka producer: {e}")))?;
@@ -182,6 +225,11 @@ pub async fn run(a: BrokerArgs, report: &mut Report) -> Result<(), CliError> {
     let elapsed = start.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let _ = producer.flush(Duration::from_secs(10));
+    let _ = stop_readers.send(true);
+    let mut read = Vec::new();
+    for r in readers {
+        read.push(r.await.unwrap_or(0));
+    }
     if !a.keep_topic {
         if let Err(e) = admin.delete_topics(&[&topic], &opts).await {
             report
@@ -200,6 +248,10 @@ pub async fn run(a: BrokerArgs, report: &mut Report) -> Result<(), CliError> {
     report.notes.push(format!(
         "raw producer to topic {topic}: acks=all, idempotent, lz4, linger {} ms, up to {} records in flight; latency_ms is produce-to-ack per record",
         k.linger_ms, a.window
+    ));
+    report.notes.push(format!(
+        "{} consumer groups read the topic during the run (records read per group: {read:?})",
+        a.readers
     ));
     Ok(())
 }

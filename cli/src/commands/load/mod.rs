@@ -76,6 +76,10 @@ pub struct LoadArgs {
     /// --broker-limit: records in flight.
     #[arg(long, default_value_t = 100_000)]
     pub broker_window: usize,
+    /// --broker-limit: consumer groups reading the bench topic meanwhile
+    /// (3: as many as read the events topic while the API writes it).
+    #[arg(long, default_value_t = 3)]
+    pub broker_readers: usize,
     /// --broker-limit: leave the bench topic (it is deleted by default).
     #[arg(long)]
     pub keep_topic: bool,
@@ -218,6 +222,7 @@ pub async fn run(api_url: &str, api_key: &str, a: LoadArgs) -> Result<(), CliErr
             window: a.broker_window.max(1),
             keep_topic: a.keep_topic,
             seed: a.seed,
+            readers: a.broker_readers,
         };
         broker::run(args, &mut report).await?;
     } else if a.read {

@@ -86,7 +86,7 @@ pub struct SessionListParams {
     agent: Option<String>,
     /// Model, e.g. claude-sonnet-4-5.
     model: Option<String>,
-    /// active, completed, failed or aborted.
+    /// active, completed, failed, aborted or timed_out.
     status: Option<String>,
     /// Started at or after (RFC 3339, or an age such as 24h or 7d).
     since: Option<String>,
@@ -124,9 +124,12 @@ pub async fn list_sessions(
     let limit = limit(&state, p.limit)?;
     let now = Utc::now();
     if let Some(s) = p.status.as_deref() {
-        if !["active", "completed", "failed", "aborted"].contains(&s) {
+        if !achilles_core::model::SessionStatus::ALL
+            .iter()
+            .any(|x| x.as_str() == s)
+        {
             return Err(bad(
-                "status must be one of active, completed, failed, aborted",
+                "status must be one of active, completed, failed, aborted, timed_out",
             ));
         }
     }

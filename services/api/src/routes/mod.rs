@@ -5,6 +5,7 @@ mod answers;
 mod extract;
 mod health;
 mod ingest;
+mod judge;
 mod push;
 mod read;
 
@@ -32,6 +33,7 @@ pub(crate) use ingest::{
     __path_end_session, __path_ingest_batch, __path_start_session, count_rejections,
     BatchItemResult, BatchRequest, BatchResponse, SessionAccepted,
 };
+pub(crate) use judge::{__path_judge_session, JudgeQueued};
 pub(crate) use push::{
     __path_create_webhook, __path_delete_webhook, __path_list_webhooks, __path_stream,
     __path_webhook_deliveries, DeliveryList, WebhookCreated, WebhookList, WebhookRequest,
@@ -65,6 +67,7 @@ pub fn router(state: AppState) -> Router {
             get(analysis::agent_performance),
         )
         .route("/v1/sessions/{id}/summary", get(analysis::session_summary))
+        .route("/v1/sessions/{id}/judge", post(judge::judge_session))
         .route("/v1/insights/recent", get(analysis::recent_insights))
         .route("/v1/insights/stream", get(push::stream))
         .route(

@@ -3,6 +3,7 @@
 //! duplicates, crash recovery under SIGKILL and scale-out to two instances;
 //! the consumer runtime's guarantees are in [`runtime`].
 
+#![allow(clippy::unwrap_used)] // a panic in a test helper is the test failing
 mod runtime;
 
 use std::time::Duration;
@@ -558,5 +559,77 @@ async fn poison_records_are_dead_lettered_and_processing_continues() {
     assert_eq!(
         dlq[0].header(headers::DLQ_REASON_CODE),
         Some("unknown_schema")
+    );
+}
+
+/// The event clock: a session whose last event is older than the timeout
+/// by its tenant's newest event time is ended (`timed_out`) without
+/// waiting the timeout in real time; the session that set the clock stays
+/// open. The timeout end is folded in like any end (final summary, a
+/// session-ended record with the applied events). No raw sink runs here,
+/// so the rows stay `active` and only the processor's rows are checked.
+#[tokio::test]
+async fn the_event_clock_ends_a_session_left_behind_by_its_tenant() {
+    let mut w = world().await;
+    w.settings.session.idle_timeout_ms = 60_000;
+    w.settings.session.reaper_interval_ms = 200;
+    let sc = Script::new();
+    let old = "0190b3a2-7c1e-7a51-9d7e-0000000000a1";
+    let live = "0190b3a2-7c1e-7a51-9d7e-0000000000a2";
+    w.publish(&[
+        sc.start(old),
+        sc.event(old, 0, "file_edit", json!({"path": "src/a.rs"})),
+        sc.event(
+            old,
+            50,
+            "command",
+            json!({"command": "cargo build", "exit_code": 0}),
+        ),
+        sc.start(live),
+        // An hour after the other's last event: an hour past the timeout.
+        sc.event(live, 3590, "file_edit", json!({"path": "src/b.rs"})),
+    ])
+    .await;
+    w.start_processor().await;
+    eventually(Duration::from_secs(60), "the old session final", || async {
+        (w.count(&format!(
+            "SELECT count(*) FROM sessions WHERE id = '{old}' AND summary_final AND event_count = 2"
+        ))
+        .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    let ended = read_topic(
+        &w.settings.kafka.brokers,
+        &w.topics.name(Topic::SessionEnded),
+        2,
+        Duration::from_secs(5),
+    )
+    .await;
+    let recs: Vec<SessionEnded> = ended
+        .iter()
+        .map(|r| SessionEnded::decode(&r.payload).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 1, "only the old session ended");
+    let rec = &recs[0];
+    assert_eq!(rec.session_id.to_string(), old);
+    assert_eq!(rec.status.as_str(), "timed_out");
+    assert_eq!(rec.event_count, 2);
+    // Ended at its last event, not at the reaper's clock.
+    let last: DateTime<Utc> = sqlx::query_scalar(&format!(
+        "SELECT last_event_at FROM sessions WHERE id = '{old}'"
+    ))
+    .fetch_one(&w.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(rec.ended_at, last);
+    assert_eq!(
+        w.count(&format!(
+            "SELECT count(*) FROM sessions WHERE id = '{live}' AND NOT summary_final"
+        ))
+        .await,
+        1,
+        "the live session stays open"
     );
 }

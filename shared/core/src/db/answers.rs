@@ -18,7 +18,7 @@ pub struct SessionOverviewRow {
     pub agent_name: Option<String>,
     pub agent_model: Option<String>,
     pub source: String,
-    /// active, completed, failed or aborted.
+    /// active, completed, failed, aborted or timed_out.
     pub status: String,
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
