@@ -62,6 +62,8 @@ pub enum StartupError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("push settings: {0}")]
     Push(String),
+    #[error("scrub settings: {0}")]
+    Scrub(#[from] achilles_core::scrub::ScrubError),
 }
 
 impl Application {
@@ -73,6 +75,7 @@ impl Application {
         settings.check()?;
         let keys = KeyStore::from_settings(&settings.auth)?;
         let quotas = Quotas::new(&settings.quotas, keys.tenants())?;
+        let scrubber = settings.scrub.compile()?;
         if keys.is_empty() {
             tracing::warn!("no API keys configured: every request will get 401");
         }
@@ -105,6 +108,7 @@ impl Application {
                 otlp,
                 stream,
                 address_policy,
+                scrubber,
                 settings,
                 pool,
                 publisher,

@@ -6,6 +6,7 @@ use achilles_core::auth::KeyStore;
 use achilles_core::config::Settings;
 use achilles_core::publisher::Publisher;
 use achilles_core::quota::Quotas;
+use achilles_core::scrub::Scrubber;
 use achilles_core::webhook::AddressPolicy;
 use sqlx::PgPool;
 
@@ -30,6 +31,8 @@ pub(crate) struct Inner {
     pub otlp: OtlpMemory,
     pub stream: Arc<StreamHub>,
     pub address_policy: AddressPolicy,
+    /// `[scrub]`, compiled once at start-up.
+    pub scrubber: Scrubber,
 }
 
 impl AppState {
@@ -67,6 +70,10 @@ impl AppState {
 
     pub(crate) fn stream(&self) -> &Arc<StreamHub> {
         &self.inner.stream
+    }
+
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.inner.scrubber
     }
 
     pub(crate) fn address_policy(&self) -> &AddressPolicy {

@@ -30,6 +30,8 @@ mod judge;
 mod otlp;
 #[path = "api/push.rs"]
 mod push;
+#[path = "api/scrub.rs"]
+mod scrub;
 
 const ACME_KEY: &str = "acme-key-0123456789";
 const GLOBEX_KEY: &str = "globex-key-0123456789";

@@ -44,6 +44,7 @@ pub fn materialise(
         tenant: &tenant,
         now: t0 + Duration::milliseconds(s.duration_ms()) + Duration::minutes(1),
         limits: &limits,
+        scrub: None,
     };
     let invalid = |index: usize, reason: String| EvalError::Invalid {
         session: s.id,

@@ -3,7 +3,8 @@
 //!
 //! Each intake record is authenticated by its `x-api-key` header (the
 //! tenant comes from the key, as on the HTTP API), decoded and validated by
-//! the same core functions as an HTTP body, then republished to the events
+//! the same core functions as an HTTP body (secrets scrubbed, see
+//! `achilles_core::scrub`), then republished to the events
 //! topic as a canonical envelope. Anything else goes to the dead-letter
 //! topic with the reason. The batch's offsets are committed only after the
 //! broker acknowledged both the republished and the dead-lettered records.
@@ -28,11 +29,13 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use achilles_core::auth::KeyStore;
 use achilles_core::error::Classify;
 use achilles_core::metrics;
+use achilles_core::model::submission::Context;
 use achilles_core::model::{Limits, TenantId};
 use achilles_core::publisher::{Encoded, Publisher};
 use achilles_core::quota::{Kind, Quotas};
+use achilles_core::scrub::Scrubber;
 use achilles_core::telemetry;
-use achilles_core::wire::intake::decode_intake;
+use achilles_core::wire::intake::decode_intake_in;
 use achilles_core::wire::{headers, Envelope};
 
 use achilles_runtime::{BatchHandler, DeadLetterSink, HandlerError, Rejected};
@@ -45,6 +48,9 @@ pub struct Gate {
     pub dead_letters: DeadLetterSink,
     pub limits: Limits,
     pub quotas: Quotas,
+    /// `[scrub]`: secrets are scrubbed here, before the canonical record is
+    /// hashed and republished, as on the HTTP API.
+    pub scrubber: Scrubber,
 }
 
 /// One tenant's valid records of a batch, in their original order.
@@ -78,7 +84,13 @@ impl BatchHandler for Gate {
                 });
                 continue;
             };
-            let decoded = decode_intake(m.payload().unwrap_or_default(), tenant, now, &self.limits)
+            let ctx = Context {
+                tenant,
+                now,
+                limits: &self.limits,
+                scrub: Some(&self.scrubber),
+            };
+            let decoded = decode_intake_in(m.payload().unwrap_or_default(), ctx)
                 .map_err(|e| (e.reason_code(), e.to_string()))
                 .and_then(|record| {
                     let env = Envelope {

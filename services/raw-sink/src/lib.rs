@@ -65,6 +65,8 @@ pub enum StartupError {
     Config(#[from] achilles_core::config::ConfigError),
     #[error("quotas: {0}")]
     Quotas(#[from] achilles_core::quota::QuotaConfigError),
+    #[error("scrub settings: {0}")]
+    Scrub(#[from] achilles_core::scrub::ScrubError),
 }
 
 impl RawSink {
@@ -121,6 +123,7 @@ impl RawSink {
                 s.sink.gate_group_id.clone(),
             ),
             limits: s.validation.clone(),
+            scrubber: s.scrub.compile()?,
         };
         let gate_dead_letters = gate.dead_letters.clone();
 

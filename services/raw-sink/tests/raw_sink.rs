@@ -126,6 +126,7 @@ fn session_envelopes(n: usize) -> (String, Vec<Envelope>) {
         tenant: &tenant,
         now,
         limits: &limits,
+        scrub: None,
     };
     let start: SessionStartSubmission =
         from_json(json!({"agent_name": "aider", "source": "sdk"})).unwrap();
@@ -319,6 +320,7 @@ async fn an_event_id_reused_for_other_content_is_parked() {
         tenant: &tenant,
         now,
         limits: &limits,
+        scrub: None,
     };
     let id = "0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e99";
     for text in ["first", "second", "third"] {
@@ -556,6 +558,7 @@ async fn maximum_size_values_land_and_fit_every_index() {
         tenant: &tenant,
         now,
         limits: &l,
+        scrub: None,
     };
     // Multi-byte characters: the limits are in bytes.
     let name = "é".repeat(l.max_name_bytes / 2);
@@ -677,6 +680,123 @@ async fn an_over_quota_intake_producer_is_slowed_down_and_loses_nothing() {
             .await
             .is_empty(),
         "nothing dead-lettered"
+    );
+}
+
+/// Secret scrubbing in the intake gate: credentials in JSON and Avro
+/// intake records (every text field, attributes, session metadata) are
+/// scrubbed before the canonical record is hashed and republished, so
+/// neither the events topic nor Postgres ever holds them.
+#[tokio::test]
+async fn the_gate_scrubs_credentials_before_republishing() {
+    const SECRETS: &[&str] = &[
+        "ghp_R2D2c3po4Bb8Ee9Ff0Gg1Hh2Ii3Jj4Kk5Ll6M",
+        "AKIAIOSFODNN7EXAMPLE",
+        "xoxb-1234567890-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+        "sk-ant-api03-Xy7Zq9Wv3Ut5Sr1Qp8On6Ml4Kj2Ih0Gf9Ed7Cb5Aa3-ZyXwVuTsRqPo",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ];
+    let leaky = |i: usize| {
+        format!(
+            "{} at mysql://root:Pa55-{i}@db/x secret={i}zz",
+            SECRETS[i % SECRETS.len()]
+        )
+    };
+    let t = spawn_sink(true).await;
+    let sid = uuid::Uuid::now_v7().to_string();
+    let at = Utc::now().to_rfc3339();
+    let json_records = [
+        json!({"session_start": {"id": sid, "agent_name": "aider", "metadata": {"env": leaky(0)}}}),
+        json!({"event": {"session_id": sid, "occurred_at": at, "kind": "command",
+            "data": {"command": leaky(1), "exit_code": 1, "output": leaky(2)},
+            "attributes": {"nested": {"list": [leaky(3)]}}}}),
+        json!({"event": {"session_id": sid, "occurred_at": at, "kind": "error",
+            "data": {"message": leaky(4), "stack_trace": leaky(5), "file": "src/a.rs"}}}),
+        json!({"event": {"session_id": sid, "occurred_at": at, "kind": "user_message",
+            "data": {"text": leaky(6)}}}),
+    ];
+    for r in &json_records {
+        t.produce(
+            Topic::Intake,
+            &sid,
+            r.to_string().as_bytes(),
+            Some(ACME_KEY),
+        )
+        .await;
+    }
+    // The Avro form of the intake topic goes through the same validation.
+    let limits = Limits::default();
+    let tenant = acme();
+    let ctx = Context {
+        tenant: &tenant,
+        now: Utc::now(),
+        limits: &limits,
+        scrub: None,
+    };
+    let raw: EventSubmission = from_json(json!({"session_id": sid, "occurred_at": at,
+        "kind": "tool_call", "data": {"tool": "bash", "status": "error", "error": leaky(7)},
+        "attributes": {"k": leaky(8)}}))
+    .unwrap();
+    let avro = encode_envelope(&Envelope {
+        ingested_at: Utc::now(),
+        record: Record::Event(raw.validate(ctx, None).unwrap()),
+    })
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&avro).contains(SECRETS[2]),
+        "the raw Avro record carries the token"
+    );
+    t.produce(Topic::Intake, &sid, &avro, Some(ACME_KEY)).await;
+
+    let mut raw_pieces: Vec<String> = SECRETS.iter().map(|s| (*s).to_owned()).collect();
+    for i in 0..9 {
+        raw_pieces.push(format!("Pa55-{i}@"));
+        raw_pieces.push(format!("{i}zz"));
+    }
+    let records = read_topic(
+        &t.settings.kafka.brokers,
+        &t.topics.name(Topic::Events),
+        5,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(records.len(), 5, "the start and four events republished");
+    for r in &records {
+        let text = String::from_utf8_lossy(&r.payload);
+        for piece in &raw_pieces {
+            assert!(
+                !text.contains(piece.as_str()),
+                "{piece} reached Kafka: {text}"
+            );
+        }
+        assert!(text.contains("[REDACTED:"), "{text}");
+    }
+    eventually(Duration::from_secs(30), "the four events land", || async {
+        (t.count(&format!(
+            "SELECT count(*) FROM events WHERE session_id = '{sid}'"
+        ))
+        .await
+            == 4)
+            .then_some(())
+    })
+    .await;
+    for piece in &raw_pieces {
+        let n = t
+            .count(&format!(
+                "SELECT (SELECT count(*) FROM events e WHERE e::text LIKE '%{piece}%')
+                      + (SELECT count(*) FROM sessions s WHERE s::text LIKE '%{piece}%')"
+            ))
+            .await;
+        assert_eq!(n, 0, "{piece} reached Postgres");
+    }
+    assert_eq!(
+        t.count(&format!(
+            "SELECT count(*) FROM sessions WHERE id = '{sid}'
+               AND metadata->>'env' LIKE '%mysql://root:[REDACTED:url_password]@db/x%'"
+        ))
+        .await,
+        1,
+        "the session metadata is scrubbed and keeps user and host"
     );
 }
 

@@ -46,6 +46,7 @@ pub struct Settings {
     pub quotas: QuotaSettings,
     pub log: LogSettings,
     pub cluster: ClusterSettings,
+    pub scrub: ScrubSettings,
     pub session: SessionSettings,
     pub retention: RetentionSettings,
 }
@@ -583,6 +584,65 @@ impl Default for LogSettings {
     }
 }
 
+/// `[scrub]`: secret scrubbing before events are hashed and published, in
+/// the API and the intake gate (docs/scrubbing.md). Operator rules take
+/// the shape of `[[cluster.rules]]`; a `secret` capture group, if the
+/// pattern has one, is all that is replaced:
+///
+/// ```toml
+/// [scrub]
+/// enabled = true                # default
+/// email = false                 # default: e-mail addresses are kept
+/// [[scrub.rules]]
+/// name = "acme-ticket-key"      # in the marker: [REDACTED:acme-ticket-key]
+/// pattern = 'ACME-[0-9a-f]{32}' # `regex` crate syntax
+/// tenants = ["acme"]            # optional; omitted or empty: every tenant
+/// ```
+///
+/// Env: `ACHILLES_SCRUB__ENABLED`, `ACHILLES_SCRUB__EMAIL`. Compiled when
+/// the API and the raw sink start ([`ScrubSettings::compile`]); an
+/// invalid rule stops them with an error naming it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScrubSettings {
+    pub enabled: bool,
+    pub email: bool,
+    pub rules: Vec<MaskRuleSettings>,
+}
+
+impl Default for ScrubSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            email: false,
+            rules: Vec::new(),
+        }
+    }
+}
+
+impl ScrubSettings {
+    /// Compiles the built-in and operator rules; an invalid one is an
+    /// error naming it.
+    pub fn compile(&self) -> Result<crate::scrub::Scrubber, crate::scrub::ScrubError> {
+        let custom: Vec<crate::scrub::CustomRule> = self
+            .rules
+            .iter()
+            .map(|r| crate::scrub::CustomRule {
+                name: r.name.clone(),
+                pattern: r.pattern.clone(),
+                tenants: r.tenants.clone(),
+            })
+            .collect();
+        crate::scrub::Scrubber::new(
+            crate::scrub::Options {
+                enabled: self.enabled,
+                email: self.email,
+            },
+            &custom,
+        )
+    }
+}
+
 /// `[session]`: the session lifecycle. A session with no record for
 /// `idle_timeout_ms` is ended with status `timed_out` by the processor's
 /// reaper, which looks every `reaper_interval_ms` (docs/processing.md,
@@ -863,6 +923,44 @@ mod tests {
             )?;
             let s: Settings = Settings::figment(Some("bad.toml".into())).extract()?;
             let err = s.cluster.compile().expect_err("invalid pattern");
+            assert!(err.to_string().contains("broken-rule"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn scrub_rules_load_from_file_and_env_and_bad_ones_name_themselves() {
+        figment::Jail::expect_with(|jail| {
+            let s: Settings = Settings::figment(None).extract()?;
+            assert!(s.scrub.enabled && !s.scrub.email && s.scrub.rules.is_empty());
+            jail.create_file(
+                "s.toml",
+                "[scrub]\nemail = true\n[[scrub.rules]]\nname = \"acme-key\"\n\
+                 pattern = 'ACME-[0-9]{6}'\ntenants = [\"acme\"]\n",
+            )?;
+            let s: Settings = Settings::figment(Some("s.toml".into())).extract()?;
+            let scrub = s.scrub.compile().expect("valid rules");
+            let mut tally = crate::scrub::Tally::default();
+            let text = "key ACME-123456 for a@b.io";
+            assert_eq!(
+                scrub.scrub_str("acme", text, &mut tally).as_deref(),
+                Some("key [REDACTED:acme-key] for [REDACTED:email]")
+            );
+            assert_eq!(
+                scrub.scrub_str("other", text, &mut tally).as_deref(),
+                Some("key ACME-123456 for [REDACTED:email]")
+            );
+            jail.set_env("ACHILLES_SCRUB__ENABLED", "false");
+            let s: Settings = Settings::figment(Some("s.toml".into())).extract()?;
+            let scrub = s.scrub.compile().expect("valid rules");
+            assert!(!scrub.is_enabled());
+            assert_eq!(scrub.scrub_str("acme", text, &mut tally), None);
+            jail.create_file(
+                "bad.toml",
+                "[[scrub.rules]]\nname = \"broken-rule\"\npattern = '(ghp_'\n",
+            )?;
+            let s: Settings = Settings::figment(Some("bad.toml".into())).extract()?;
+            let err = s.scrub.compile().expect_err("invalid pattern");
             assert!(err.to_string().contains("broken-rule"), "{err}");
             Ok(())
         });

@@ -165,6 +165,7 @@ mod tests {
             tenant: &tenant,
             now: Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap(),
             limits: &limits,
+            scrub: None,
         };
         let sub: EventSubmission = from_json(v).unwrap();
         sub.validate(ctx, None).unwrap().hash.to_hex()

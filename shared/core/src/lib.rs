@@ -10,6 +10,7 @@
 //! * [`topics`] and [`wire`] — typed Kafka topics and their Avro/JSON codecs.
 //! * [`db`] — Postgres access shared by the API (reads) and consumers (writes).
 //! * [`config`], [`telemetry`], [`metrics`] — layered settings, logs, metrics.
+//! * [`scrub`] — secret scrubbing of event texts before they are hashed.
 //! * [`quota`] — per-tenant rate limits (token buckets).
 //! * [`kafka`] — broker-agnostic producer/consumer/admin construction.
 //! * [`error`] — error types that know whether they are retryable or belong in
@@ -25,6 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod publisher;
 pub mod quota;
+pub mod scrub;
 pub mod shutdown;
 pub mod spend;
 pub mod telemetry;

@@ -346,6 +346,13 @@ histogram_vec!(
     ["outcome"]
 );
 
+// --- Secret scrubbing (API and intake gate) -----------------------------------
+counter_vec!(
+    REDACTIONS,
+    "achilles_redactions_total",
+    "Secrets replaced by a [REDACTED:rule] marker before publishing, by built-in rule (operator rules: custom).",
+    ["rule"]
+);
 // Session lifecycle (issue 14): idle timeouts and re-judging.
 counter_vec!(
     SESSIONS_TIMED_OUT,
@@ -417,6 +424,7 @@ fn register_all(r: &Registry) {
         Box::new(INSIGHT_TRANSITIONS.clone()),
         Box::new(WEBHOOK_DELIVERIES.clone()),
         Box::new(WEBHOOK_LATENCY.clone()),
+        Box::new(REDACTIONS.clone()),
         Box::new(SESSIONS_TIMED_OUT.clone()),
         Box::new(SESSION_REJUDGES.clone()),
         Box::new(RETENTION_DELETED.clone()),
@@ -444,6 +452,13 @@ pub fn init_series(consumers: &[&str]) {
     }
     for outcome in ["done", "skipped", "failed"] {
         RETENTION_PASSES.with_label_values(&[outcome]);
+    }
+    // Every rule label, so a first redaction is an increase, not a new series.
+    for (rule, _) in crate::scrub::BUILTIN
+        .iter()
+        .chain([&crate::scrub::EMAIL, &(crate::scrub::CUSTOM_LABEL, "")])
+    {
+        REDACTIONS.with_label_values(&[rule]);
     }
     for c in consumers {
         for reason in ["ahead_of_log", "checksum_mismatch", "behind_log_start"] {

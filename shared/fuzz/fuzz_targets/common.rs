@@ -36,6 +36,7 @@ pub fn validate_all(doc: &Value) -> Vec<Record> {
         tenant: &t,
         now: now(),
         limits: &l,
+        scrub: None,
     };
     let mut out = Vec::new();
     if let Ok(s) = from_json::<EventSubmission>(doc.clone()) {

@@ -112,6 +112,7 @@ fn record_pool(seed: u64) -> Result<Vec<(String, Vec<u8>)>, CliError> {
             tenant: &tenant,
             now,
             limits: &limits,
+            scrub: None,
         };
         let value: serde_json::Value = serde_json::from_str(&json)
             .map_err(|e| CliError::Other(format!("generated event is not JSON: {e}")))?;

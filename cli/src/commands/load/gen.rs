@@ -340,6 +340,7 @@ mod tests {
                 tenant: &tenant,
                 now: Utc::now(),
                 limits: &limits,
+                scrub: None,
             };
             from_json::<EventSubmission>(v)
                 .and_then(|e| e.validate(ctx, Some(session)))

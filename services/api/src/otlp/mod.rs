@@ -212,6 +212,7 @@ async fn ingest(
         tenant,
         now,
         limits,
+        scrub: Some(state.scrubber()),
     };
     let label = signal.as_str();
     let mut reasons = Vec::new();

@@ -168,6 +168,7 @@ pub async fn ingest_batch(
         tenant: &tenant,
         now,
         limits,
+        scrub: Some(state.scrubber()),
     };
     let mut results = Vec::with_capacity(items.len());
     let mut valid: Vec<(usize, Event)> = Vec::with_capacity(items.len());
@@ -259,6 +260,7 @@ pub async fn start_session(
         tenant: &tenant,
         now: Utc::now(),
         limits: &state.settings().validation,
+        scrub: Some(state.scrubber()),
     };
     let start = from_json::<SessionStartSubmission>(doc)
         .map(|mut s| {
@@ -305,6 +307,7 @@ pub async fn end_session(
         tenant: &tenant,
         now: Utc::now(),
         limits: &state.settings().validation,
+        scrub: Some(state.scrubber()),
     };
     let end = from_json::<SessionEndSubmission>(doc)
         .map(|mut s| {

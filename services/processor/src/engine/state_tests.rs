@@ -31,6 +31,7 @@ fn ev_ms(ms: i64, kind: &str, actor: &str, data: Value) -> Event {
         tenant: &tenant,
         now: t0() + Duration::hours(1),
         limits: &limits,
+        scrub: None,
     };
     let at = (t0() + Duration::milliseconds(ms)).to_rfc3339();
     let sub: EventSubmission = from_json(
@@ -345,6 +346,7 @@ fn the_session_working_directory_resolves_relative_paths() {
         tenant: &tenant,
         now: t0() + Duration::hours(1),
         limits: &limits,
+        scrub: None,
     };
     let start: achilles_core::model::submission::SessionStartSubmission = from_json(json!({
         "id": SID, "agent_name": "a", "started_at": t0().to_rfc3339(),

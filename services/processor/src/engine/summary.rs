@@ -188,6 +188,7 @@ mod tests {
             tenant: &tenant,
             now,
             limits: &Limits::default(),
+            scrub: None,
         };
         let max = achilles_core::error::MAX_SAFE_INTEGER;
         let sub: EventSubmission = from_json(serde_json::json!({

@@ -173,6 +173,7 @@ impl Script {
             tenant: &self.tenant,
             now: self.now,
             limits: &self.limits,
+            scrub: None,
         }
     }
     fn start(&self, sid: &str) -> Envelope {

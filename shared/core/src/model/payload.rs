@@ -315,6 +315,37 @@ impl Payload {
         }
     }
 
+    /// The free-text fields secret scrubbing reads, each with its byte
+    /// limit (the one [`Payload::check`] applies). Short names (tool,
+    /// provider, model, framework, action, error type, operation) are not
+    /// free text and are left out.
+    pub(crate) fn texts_mut(&mut self, l: &Limits) -> Vec<(&mut String, usize)> {
+        fn opt(v: &mut Option<String>, max: usize) -> Option<(&mut String, usize)> {
+            v.as_mut().map(|s| (s, max))
+        }
+        match self {
+            Self::FileEdit(p) => vec![(&mut p.path, l.max_path_bytes)],
+            Self::Command(p) => std::iter::once((&mut p.command, l.max_path_bytes))
+                .chain(opt(&mut p.output, l.max_stack_trace_bytes))
+                .collect(),
+            Self::TestRun(p) => opt(&mut p.output, l.max_stack_trace_bytes)
+                .into_iter()
+                .collect(),
+            Self::Error(p) => std::iter::once((&mut p.message, l.max_message_bytes))
+                .chain(opt(&mut p.stack_trace, l.max_stack_trace_bytes))
+                .chain(opt(&mut p.file, l.max_path_bytes))
+                .collect(),
+            Self::LlmCall(p) => opt(&mut p.error, l.max_message_bytes).into_iter().collect(),
+            Self::ToolCall(p) => opt(&mut p.error, l.max_message_bytes).into_iter().collect(),
+            Self::AgentAction(p) => opt(&mut p.detail, l.max_message_bytes)
+                .into_iter()
+                .collect(),
+            Self::UserMessage(p) => opt(&mut p.text, l.max_stack_trace_bytes)
+                .into_iter()
+                .collect(),
+        }
+    }
+
     pub(crate) fn check(&self, c: &mut Checker, l: &Limits) {
         match self {
             Self::FileEdit(p) => {

@@ -17,6 +17,7 @@ use super::{
     SessionSource, SessionStart, SessionStatus, TenantId,
 };
 use crate::error::{codes, Checker, ValidationErrors};
+use crate::scrub::{Scrubber, Tally};
 
 /// Everything validation needs besides the submission itself. The tenant is
 /// here, not in the submission, because it comes from the credential.
@@ -26,6 +27,11 @@ pub struct Context<'a> {
     /// Ingest time: the reference for the accepted event-time window.
     pub now: DateTime<Utc>,
     pub limits: &'a Limits,
+    /// Scrubs secrets out of what passed validation, before it is hashed
+    /// (see [`crate::scrub`]). The producer-facing paths (API, intake gate)
+    /// set it; decoding a canonical record does not: it was scrubbed by the
+    /// process that published it.
+    pub scrub: Option<&'a Scrubber>,
 }
 
 /// One event as a producer sends it.
@@ -185,7 +191,27 @@ impl EventSubmission {
         // All `Option`s below are `Some` once the checker is clean: every
         // `None` path above pushed an error.
         match (session_id, occurred_at, actor, payload, attributes) {
-            (Some(session_id), Some(occurred_at), Some(actor), Some(payload), Some(attrs)) => {
+            (
+                Some(session_id),
+                Some(occurred_at),
+                Some(actor),
+                Some(mut payload),
+                Some(mut attrs),
+            ) => {
+                if let Some(scrub) = ctx.scrub {
+                    let tenant = ctx.tenant.as_str();
+                    let mut tally = Tally::default();
+                    for (text, max) in payload.texts_mut(ctx.limits) {
+                        scrub.scrub_field(tenant, text, max, &mut tally);
+                    }
+                    scrub.scrub_object(
+                        tenant,
+                        &mut attrs,
+                        ctx.limits.max_attributes_bytes,
+                        &mut tally,
+                    );
+                    tally.record();
+                }
                 Ok(Event::new_unchecked(
                     id,
                     ctx.tenant.clone(),
@@ -237,7 +263,17 @@ impl SessionStartSubmission {
         let metadata = json_object(&mut c, "metadata", self.metadata, ctx.limits);
         let agent_name = self.agent_name.unwrap_or_default();
         match (c.is_clean(), session_id, source, started_at, metadata) {
-            (true, Some(session_id), Some(source), Some(started_at), Some(metadata)) => {
+            (true, Some(session_id), Some(source), Some(started_at), Some(mut metadata)) => {
+                if let Some(scrub) = ctx.scrub {
+                    let mut tally = Tally::default();
+                    scrub.scrub_object(
+                        ctx.tenant.as_str(),
+                        &mut metadata,
+                        ctx.limits.max_attributes_bytes,
+                        &mut tally,
+                    );
+                    tally.record();
+                }
                 Ok(SessionStart {
                     tenant: ctx.tenant.clone(),
                     session_id,

@@ -21,6 +21,7 @@ fn check(v: Value) -> Result<Event, ValidationErrors> {
         tenant: &t,
         now: now(),
         limits: &limits,
+        scrub: None,
     };
     from_json::<EventSubmission>(v)?.validate(ctx, None)
 }
@@ -138,6 +139,7 @@ fn user_message_defaults_to_human_and_batch_session_applies() {
         tenant: &t,
         now: now(),
         limits: &limits,
+        scrub: None,
     };
     let sub: EventSubmission =
         from_json(json!({"occurred_at": "2026-11-21T12:00:00Z", "kind": "user_message"})).unwrap();
@@ -156,6 +158,7 @@ fn session_start_and_end() {
         tenant: &t,
         now: now(),
         limits: &limits,
+        scrub: None,
     };
     let start: SessionStartSubmission =
         from_json(json!({"agent_name": "claude-code", "source": "cli"})).unwrap();
@@ -208,6 +211,7 @@ fn times_must_round_trip_and_the_window_never_overflows() {
             tenant: &t,
             now,
             limits: &wide,
+            scrub: None,
         };
         let sub: SessionEndSubmission =
             from_json(json!({"session_id": SID, "ended_at": raw})).unwrap();
@@ -226,6 +230,7 @@ fn times_must_round_trip_and_the_window_never_overflows() {
         tenant: &t,
         now: Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap(),
         limits: &wide,
+        scrub: None,
     };
     let sub: SessionEndSubmission =
         from_json(json!({"session_id": SID, "ended_at": "0001-01-01T00:00:00+01:00"})).unwrap();

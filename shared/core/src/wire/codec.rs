@@ -156,6 +156,7 @@ pub fn decode_envelope(bytes: &[u8], limits: &Limits) -> Result<Envelope, Decode
         tenant: &tenant,
         now: ingested_at,
         limits,
+        scrub: None,
     };
     let expected_hash = rec.event.as_ref().map(|e| e.event_hash.clone());
     let record = rec_to_record(rec, ctx)?;

@@ -26,6 +26,7 @@ fn event(v: Value) -> Event {
         tenant: &t,
         now: now(),
         limits: &limits,
+        scrub: None,
     };
     from_json::<EventSubmission>(v)
         .unwrap()
@@ -77,6 +78,7 @@ pub(crate) fn sample_envelopes() -> Vec<Envelope> {
         tenant: &t,
         now: now(),
         limits: &limits,
+        scrub: None,
     };
     let start: SessionStartSubmission = from_json(json!({"id": SID, "agent_name": "claude-code",
         "agent_model": "opus", "source": "ide", "metadata": {"repo": "x", "cwd": "/w"}}))
@@ -120,6 +122,7 @@ fn session_records_round_trip() {
         tenant: &t,
         now: now(),
         limits: &limits,
+        scrub: None,
     };
     let start: SessionStartSubmission = from_json(json!({
         "id": SID, "agent_name": "claude-code", "agent_model": "opus", "source": "ide",

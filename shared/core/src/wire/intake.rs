@@ -19,18 +19,28 @@ use crate::model::submission::{
 };
 use crate::model::{Limits, TenantId};
 
-/// Decodes and validates one intake record for `tenant` at time `now`.
+/// Decodes and validates one intake record for `tenant` at time `now`,
+/// without secret scrubbing (see [`decode_intake_in`]).
 pub fn decode_intake(
     bytes: &[u8],
     tenant: &TenantId,
     now: DateTime<Utc>,
     limits: &Limits,
 ) -> Result<Record, DecodeError> {
-    let ctx = Context {
-        tenant,
-        now,
-        limits,
-    };
+    decode_intake_in(
+        bytes,
+        Context {
+            tenant,
+            now,
+            limits,
+            scrub: None,
+        },
+    )
+}
+
+/// Decodes and validates one intake record under `ctx`: the gate's entry,
+/// whose context carries the process's scrubber.
+pub fn decode_intake_in(bytes: &[u8], ctx: Context<'_>) -> Result<Record, DecodeError> {
     if bytes.first() == Some(&0xC3) {
         let rec = decode_rec(bytes)?;
         return rec_to_record(rec, ctx);
@@ -136,6 +146,7 @@ mod tests {
             tenant: &other,
             now,
             limits: &Limits::default(),
+            scrub: None,
         };
         let env = Envelope {
             ingested_at: now,

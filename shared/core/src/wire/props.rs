@@ -175,7 +175,7 @@ proptest! {
     fn valid_events_round_trip_with_the_same_hash(doc in valid_event()) {
         let t = tenant();
         let l = ctx_limits();
-        let ctx = Context { tenant: &t, now: now(), limits: &l };
+        let ctx = Context { tenant: &t, now: now(), limits: &l, scrub: None };
         let sub: EventSubmission = from_json(doc.clone()).unwrap();
         let ev = sub.validate(ctx, None);
         prop_assert!(ev.is_ok(), "{doc}: {ev:?}");
@@ -195,7 +195,7 @@ proptest! {
     ) {
         let tn = tenant();
         let l = ctx_limits();
-        let ctx = Context { tenant: &tn, now: now(), limits: &l };
+        let ctx = Context { tenant: &tn, now: now(), limits: &l, scrub: None };
         let start: SessionStartSubmission = from_json(json!({"agent_name": name,
             "agent_model": model, "started_at": t, "metadata": meta})).unwrap();
         let start = start.validate(ctx);
@@ -214,7 +214,7 @@ proptest! {
         "user_message", "x"]), t in time()) {
         let tn = tenant();
         let l = ctx_limits();
-        let ctx = Context { tenant: &tn, now: now(), limits: &l };
+        let ctx = Context { tenant: &tn, now: now(), limits: &l, scrub: None };
         let ev = json!({"session_id": "0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e5f",
             "occurred_at": t, "kind": kind, "data": doc});
         let a = from_json::<EventSubmission>(ev.clone()).and_then(|s| s.validate(ctx, None));
@@ -258,6 +258,7 @@ fn a_float_that_once_changed_after_crossing_kafka() {
         tenant: &t,
         now: now(),
         limits: &l,
+        scrub: None,
     };
     let sub: EventSubmission = from_json(json!({
         "session_id": "0190b3a2-7c1e-7a51-9d7e-2f1b8c7d6e5f", "occurred_at": now().to_rfc3339(),
