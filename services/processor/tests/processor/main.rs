@@ -149,9 +149,14 @@ impl World {
     }
 }
 
+/// The scripts' time origin: an hour ago (recent enough for validation's
+/// time window), fixed once per process, so events built a few
+/// milliseconds apart still sit exactly the scripted seconds apart.
 fn t0() -> DateTime<Utc> {
-    // Recent enough to pass validation's time window.
-    achilles_core::model::truncate_to_micros(Utc::now() - Span::hours(1))
+    static T0: std::sync::LazyLock<DateTime<Utc>> = std::sync::LazyLock::new(|| {
+        achilles_core::model::truncate_to_micros(Utc::now() - Span::hours(1))
+    });
+    *T0
 }
 
 struct Script {
